@@ -1,0 +1,122 @@
+"""The `mtpdec` command line: one thin function per command; the work lives in the library."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from mtpdec.errors import MtpdecError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Speculative decoding for GGUF models (MTP head, prompt lookup) on one box.",
+)
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (print a table, write JSON).")
+app.add_typer(bench_app, name="bench")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(func: F) -> F:
+    """Turn an MtpdecError into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MtpdecError as exc:
+            print(f"mtpdec: error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mtpdec import __version__
+
+        typer.echo(f"mtpdec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+@user_errors
+def main(
+    threads: int = typer.Option(
+        0, "--threads", "-t", help="Numba worker threads (0 = all cores).", show_default=False
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Global options."""
+    from mtpdec.settings import set_threads
+
+    set_threads(threads)
+
+
+@app.command()
+@user_errors
+def info(
+    model: Path = typer.Argument(..., help="GGUF model file."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Architecture, hyperparameters, layer plan and tensor types of a GGUF file."""
+    from mtpdec.info import run_info
+
+    run_info(model, as_json=json_out)
+
+
+@app.command()
+@user_errors
+def synth(
+    out: Path = typer.Argument(..., help="GGUF file to write (must not exist unless --force)."),
+    preset: str = typer.Option(..., "--preset", "-p", help="qwen35-tiny, qwen35-0.8b or qwen35-27b."),
+    seed: int = typer.Option(0, "--seed", help="Random seed for the weights."),
+    layers: int | None = typer.Option(None, "--layers", help="Trunk layers (MTP block excluded)."),
+    n_embd: int | None = typer.Option(None, "--n-embd", help="Model width."),
+    n_head: int | None = typer.Option(None, "--n-head", help="Attention query heads."),
+    n_head_kv: int | None = typer.Option(None, "--n-head-kv", help="Attention key/value heads."),
+    ssm_groups: int | None = typer.Option(None, "--ssm-groups", help="GDN key heads H_k."),
+    ssm_heads: int | None = typer.Option(None, "--ssm-heads", help="GDN value heads H_v (multiple of H_k)."),
+    vocab: int | None = typer.Option(None, "--vocab", help="Vocabulary size."),
+    mtp: bool = typer.Option(True, "--mtp/--no-mtp", help="Append the MTP (NextN) block."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
+) -> None:
+    """Write a random-weight GGUF with the tensor names, shapes and Q4_K_M type mix of a preset."""
+    from mtpdec.synth import SynthOverrides, write_synth
+
+    overrides = SynthOverrides(
+        layers=layers,
+        n_embd=n_embd,
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        ssm_groups=ssm_groups,
+        ssm_heads=ssm_heads,
+        vocab=vocab,
+        mtp=mtp,
+    )
+    write_synth(out, preset, seed=seed, overrides=overrides, force=force)
+
+
+@bench_app.command("kernels")
+@user_errors
+def bench_kernels(
+    formats: str = typer.Option("all", "--formats", help="Comma-separated formats, or 'all'."),
+    inputs: str = typer.Option("1,2,4,8", "--n", help="Comma-separated input counts."),
+    matrix_mb: int = typer.Option(64, "--matrix-mb", help="Weight matrix size per format (MB, >= 64)."),
+    repeats: int = typer.Option(7, "--repeats", help="Timed calls per cell (median reported)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
+) -> None:
+    """Time the n-input dequant MatVec kernels against the machine's measured read bandwidth."""
+    from mtpdec.bench.kernels import run_kernel_bench
+
+    run_kernel_bench(
+        formats=formats, inputs=inputs, matrix_mb=matrix_mb, repeats=repeats, json_path=json_path
+    )
