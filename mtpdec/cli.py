@@ -77,14 +77,18 @@ def info(
 @user_errors
 def synth(
     out: Path = typer.Argument(..., help="GGUF file to write (must not exist unless --force)."),
-    preset: str = typer.Option(..., "--preset", "-p", help="qwen35-tiny, qwen35-0.8b or qwen35-27b."),
+    preset: str = typer.Option(
+        ..., "--preset", "-p", help="qwen35-tiny, qwen35-0.8b or qwen35-27b."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed for the weights."),
     layers: int | None = typer.Option(None, "--layers", help="Trunk layers (MTP block excluded)."),
     n_embd: int | None = typer.Option(None, "--n-embd", help="Model width."),
     n_head: int | None = typer.Option(None, "--n-head", help="Attention query heads."),
     n_head_kv: int | None = typer.Option(None, "--n-head-kv", help="Attention key/value heads."),
     ssm_groups: int | None = typer.Option(None, "--ssm-groups", help="GDN key heads H_k."),
-    ssm_heads: int | None = typer.Option(None, "--ssm-heads", help="GDN value heads H_v (multiple of H_k)."),
+    ssm_heads: int | None = typer.Option(
+        None, "--ssm-heads", help="GDN value heads H_v (multiple of H_k)."
+    ),
     vocab: int | None = typer.Option(None, "--vocab", help="Vocabulary size."),
     mtp: bool = typer.Option(True, "--mtp/--no-mtp", help="Append the MTP (NextN) block."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
@@ -110,9 +114,13 @@ def synth(
 def bench_kernels(
     formats: str = typer.Option("all", "--formats", help="Comma-separated formats, or 'all'."),
     inputs: str = typer.Option("1,2,4,8", "--n", help="Comma-separated input counts."),
-    matrix_mb: int = typer.Option(64, "--matrix-mb", help="Weight matrix size per format (MB, >= 64)."),
+    matrix_mb: int = typer.Option(
+        64, "--matrix-mb", help="Weight matrix size per format (MB, >= 64)."
+    ),
     repeats: int = typer.Option(7, "--repeats", help="Timed calls per cell (median reported)."),
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the results as JSON here."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Also write the results as JSON here."
+    ),
 ) -> None:
     """Time the n-input dequant MatVec kernels against the machine's measured read bandwidth."""
     from mtpdec.bench.kernels import run_kernel_bench

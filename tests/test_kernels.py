@@ -16,9 +16,13 @@ ROWS = 37  # not a multiple of any rows-per-step: exercises the leftover-row pat
 COLS = 512
 
 
-def random_weight(t: GGMLType, rng: np.random.Generator, rows: int = ROWS, cols: int = COLS) -> Tensor:
+def random_weight(
+    t: GGMLType, rng: np.random.Generator, rows: int = ROWS, cols: int = COLS
+) -> Tensor:
     elems, nbytes = block_size(t)
-    raw = random_blocks(t, rows * cols // elems, rng, scale=0.05).reshape(rows, cols // elems * nbytes)
+    raw = random_blocks(t, rows * cols // elems, rng, scale=0.05).reshape(
+        rows, cols // elems * nbytes
+    )
     return Tensor(f"w.{t.name}", int(t), (rows, cols), raw)
 
 

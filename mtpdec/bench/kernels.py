@@ -48,7 +48,9 @@ def parse_formats(spec: str) -> list[GGMLType]:
         try:
             t = GGMLType[name.strip().upper()]
         except KeyError:
-            raise MtpdecError(f"unknown format {name!r} (known: {', '.join(s.name for s in SUPPORTED)})") from None
+            raise MtpdecError(
+                f"unknown format {name!r} (known: {', '.join(s.name for s in SUPPORTED)})"
+            ) from None
         if t not in SUPPORTED:
             raise MtpdecError(f"format {t.name} has no kernel")
         out.append(t)
@@ -93,10 +95,9 @@ def run_kernel_bench(
     *, formats: str, inputs: str, matrix_mb: int, repeats: int, json_path: Path | None
 ) -> dict:
     """Run the benchmark, print a rich table, optionally write JSON; returns the results."""
+    import numba
     from rich.console import Console
     from rich.table import Table
-
-    import numba
 
     if matrix_mb < 64:
         raise MtpdecError(f"--matrix-mb must be >= 64 (bandwidth-bound size), got {matrix_mb}")
@@ -116,8 +117,20 @@ def run_kernel_bench(
                 first, sec = time_cell(w, n, repeats, rng)
             t1 = sec if n == 1 or t1 is None else t1
             gbps = w.nbytes / sec / 1e9
-            cells.append(KernelCell(t.name, n, w.rows, w.cols, w.nbytes / 2**20, first, sec * 1e3,
-                                    gbps, gbps / bandwidth, sec / t1))
+            cells.append(
+                KernelCell(
+                    t.name,
+                    n,
+                    w.rows,
+                    w.cols,
+                    w.nbytes / 2**20,
+                    first,
+                    sec * 1e3,
+                    gbps,
+                    gbps / bandwidth,
+                    sec / t1,
+                )
+            )
         del w
     # a second bandwidth reading brackets the kernels; report both
     bandwidth_after = read_bandwidth()
@@ -129,14 +142,23 @@ def run_kernel_bench(
         "repeats": repeats,
         "cells": [asdict(c) for c in cells],
     }
-    table = Table(title=f"n-input MatVec, {result['threads']} threads, read bandwidth "
-                        f"{bandwidth:.1f} GB/s (after: {bandwidth_after:.1f})")
+    table = Table(
+        title=f"n-input MatVec, {result['threads']} threads, read bandwidth "
+        f"{bandwidth:.1f} GB/s (after: {bandwidth_after:.1f})"
+    )
     for col in ("format", "n", "MiB", "first call s", "ms/call", "GB/s", "of read BW", "t(n)/t(1)"):
         table.add_column(col, justify="right")
     for c in cells:
-        table.add_row(c.format, str(c.n), f"{c.weight_mb:.0f}", f"{c.first_call_s:.2f}",
-                      f"{c.ms_per_call:.2f}", f"{c.weight_gbps:.1f}", f"{c.of_read_bandwidth:.0%}",
-                      f"{c.t_over_t1:.2f}")
+        table.add_row(
+            c.format,
+            str(c.n),
+            f"{c.weight_mb:.0f}",
+            f"{c.first_call_s:.2f}",
+            f"{c.ms_per_call:.2f}",
+            f"{c.weight_gbps:.1f}",
+            f"{c.of_read_bandwidth:.0%}",
+            f"{c.t_over_t1:.2f}",
+        )
     Console().print(table)
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2))

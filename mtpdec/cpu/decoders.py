@@ -34,8 +34,6 @@ from mtpdec.cpu.ir import (
     LANES,
     VF32,
     const_vec,
-    fma,
-    half_of,
     i8_to_f32,
     load,
     load_f16_as_f32,
@@ -44,6 +42,7 @@ from mtpdec.cpu.ir import (
     vec,
 )
 from mtpdec.quants.types import BLOCK_SIZES, GGMLType
+
 
 @dataclass(frozen=True)
 class Group:
@@ -113,7 +112,11 @@ def decode_q8_0(b: ir.IRBuilder, p: ir.Value) -> Whole:
 def decode_q4_0(b: ir.IRBuilder, p: ir.Value) -> Whole:
     d = load_f16_as_f32(b, p, 0)
     qs = load(b, p, 2, V16I8)
-    yield 0, [i8_to_f32(b, _sub(b, _and(b, qs, 15), 8)), i8_to_f32(b, _sub(b, _shr(b, qs, 4), 8))], d
+    yield (
+        0,
+        [i8_to_f32(b, _sub(b, _and(b, qs, 15), 8)), i8_to_f32(b, _sub(b, _shr(b, qs, 4), 8))],
+        d,
+    )
 
 
 def _q5_high_bits(b: ir.IRBuilder, qh: ir.Value, first_bit: int) -> ir.Value:
@@ -210,7 +213,9 @@ def step_q5_k(b: ir.IRBuilder, p: ir.Value, ctx, s: ir.Value) -> Decoded:
     qh = [_zext_bytes(b, p, ir.Constant(I64, 16 + 16 * k)) for k in range(2)]
     shift = b.trunc(b.mul(s, ir.Constant(I64, 2)), I32)
     lo_bit = [_shl(b, _and(b, b.lshr(h, splat(b, shift)), 1), 4) for h in qh]
-    hi_bit = [_shl(b, _and(b, b.lshr(h, splat(b, b.add(shift, ir.Constant(I32, 1)))), 1), 4) for h in qh]
+    hi_bit = [
+        _shl(b, _and(b, b.lshr(h, splat(b, b.add(shift, ir.Constant(I32, 1)))), 1), 4) for h in qh
+    ]
     low = [b.or_(_and(b, q, 15), hb) for q, hb in zip(qs, lo_bit)]
     high = [b.or_(_shr(b, q, 4), hb) for q, hb in zip(qs, hi_bit)]
     yield from _k_chunk(b, ctx, s, low, high)
@@ -227,10 +232,22 @@ def step_q6_k(b: ir.IRBuilder, p: ir.Value, d: ir.Value, s: ir.Value) -> Decoded
     ql = b.add(b.mul(h, ir.Constant(I64, 64)), b.mul(part, ir.Constant(I64, 16)))
     ql_a = _zext_bytes(b, p, ql)
     ql_b = _zext_bytes(b, p, b.add(ql, ir.Constant(I64, 32)))
-    qh = _zext_bytes(b, p, b.add(ir.Constant(I64, 128), b.add(b.mul(h, ir.Constant(I64, 32)), b.mul(part, ir.Constant(I64, 16)))))
+    qh = _zext_bytes(
+        b,
+        p,
+        b.add(
+            ir.Constant(I64, 128),
+            b.add(b.mul(h, ir.Constant(I64, 32)), b.mul(part, ir.Constant(I64, 16))),
+        ),
+    )
     sc_base = b.add(ir.Constant(I64, 192), b.add(b.mul(h, ir.Constant(I64, 8)), part))
     at = b.add(b.mul(h, ir.Constant(I64, 128)), b.mul(part, ir.Constant(I64, 16)))
-    quarters = ((_and(b, ql_a, 15), 0), (_and(b, ql_b, 15), 2), (_shr(b, ql_a, 4), 4), (_shr(b, ql_b, 4), 6))
+    quarters = (
+        (_and(b, ql_a, 15), 0),
+        (_and(b, ql_b, 15), 2),
+        (_shr(b, ql_a, 4), 4),
+        (_shr(b, ql_b, 4), 6),
+    )
     for quarter, (low4, shift) in enumerate(quarters):
         q = _sub(b, b.or_(low4, _shl(b, _and(b, _shr(b, qh, shift), 3), 4)), 32)
         sc_at = b.add(sc_base, ir.Constant(I64, 2 * quarter))
@@ -267,8 +284,15 @@ class KernelBlock:
     mins: Callable[[Any], ir.Value] | None = None  # ctx -> float* to 8 per-sub-block -dmin*m
 
 
-def _block(t: GGMLType, per_kernel_block: int, steps: int, prepare: Prepare, step: Step,
-           scaled: bool = False, mins: Callable[[Any], ir.Value] | None = None) -> KernelBlock:
+def _block(
+    t: GGMLType,
+    per_kernel_block: int,
+    steps: int,
+    prepare: Prepare,
+    step: Step,
+    scaled: bool = False,
+    mins: Callable[[Any], ir.Value] | None = None,
+) -> KernelBlock:
     elems, nbytes = BLOCK_SIZES[t]
     k = per_kernel_block
     return KernelBlock(elems * k, nbytes * k, steps, prepare, step, scaled, mins)

@@ -62,7 +62,9 @@ def fma(b: ir.IRBuilder, x: ir.Value, y: ir.Value, acc: ir.Value) -> ir.Value:
     """``x * y + acc`` with one rounding (llvm.fma), lane by lane."""
     ty = x.type
     name = f"llvm.fma.v{ty.count}f32"
-    fn = b.module.globals.get(name) or ir.Function(b.module, ir.FunctionType(ty, [ty, ty, ty]), name)
+    fn = b.module.globals.get(name) or ir.Function(
+        b.module, ir.FunctionType(ty, [ty, ty, ty]), name
+    )
     return b.call(fn, [x, y, acc])
 
 

@@ -93,8 +93,9 @@ def rows_dot(typingctx, fmt, n, r, w, x, xsums, out, row0):
         row_bytes = _array_stride0(context, b, wty, w_val)
         out_cols = b.sdiv(_array_stride0(context, b, outty, out_val), _i64(4))
         nblocks = b.sdiv(row_bytes, _i64(kb.nbytes))
-        row_ptrs = [byte_ptr(b, w_data, b.mul(b.add(row0_val, _i64(j)), row_bytes))
-                    for j in range(n_rows)]
+        row_ptrs = [
+            byte_ptr(b, w_data, b.mul(b.add(row0_val, _i64(j)), row_bytes)) for j in range(n_rows)
+        ]
 
         def input_rows(data, arrty, arr):
             stride = _array_stride0(context, b, arrty, arr)
@@ -102,8 +103,9 @@ def rows_dot(typingctx, fmt, n, r, w, x, xsums, out, row0):
 
         x_rows = input_rows(x_data, xty, x_val)
         s_rows = input_rows(s_data, sty, s_val)
-        zeros = [[[ir.Constant(t, None) for t in slot_types] for _ in range(n_in)]
-                 for _ in range(n_rows)]
+        zeros = [
+            [[ir.Constant(t, None) for t in slot_types] for _ in range(n_in)] for _ in range(n_rows)
+        ]
 
         def phis(incoming, block):
             out = [[[b.phi(a.type) for a in slots] for slots in row] for row in incoming]
@@ -123,8 +125,12 @@ def rows_dot(typingctx, fmt, n, r, w, x, xsums, out, row0):
                 for g in kb.step(b, blk_w[j], ctxs[j], s):
                     for i in range(n_in):
                         base = b.gep(blk_x[i], [g.at])
-                        xs = [b.load(b.bitcast(b.gep(base, [_i64(16 * k)]), VF32.as_pointer()),
-                                     align=4) for k in range(len(g.qs))]
+                        xs = [
+                            b.load(
+                                b.bitcast(b.gep(base, [_i64(16 * k)]), VF32.as_pointer()), align=4
+                            )
+                            for k in range(len(g.qs))
+                        ]
                         new[j][i][0] = _add_group(b, g, xs, new[j][i][0])
             return new
 
@@ -205,7 +211,7 @@ def _subblock_sums(x):
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_driver(fmt: int, n: int, r: int):
     """The parallel driver for one (format, n inputs, r rows per step) variant.
 

@@ -41,9 +41,13 @@ def check_weight(w: Tensor) -> GGMLType:
         )
     raw = w.raw
     if raw.dtype != np.uint8 or raw.ndim != 2 or not raw.flags.c_contiguous:
-        raise MtpdecError(f"tensor {w.name!r}: raw bytes must be a C-contiguous uint8 (rows, row_bytes)")
+        raise MtpdecError(
+            f"tensor {w.name!r}: raw bytes must be a C-contiguous uint8 (rows, row_bytes)"
+        )
     if raw.shape[1] != w.cols // elems * KERNEL_BLOCKS[t].nbytes:
-        raise MtpdecError(f"tensor {w.name!r}: {raw.shape[1]} bytes per row do not fit {w.cols} {t.name} elements")
+        raise MtpdecError(
+            f"tensor {w.name!r}: {raw.shape[1]} bytes per row do not fit {w.cols} {t.name} elements"
+        )
     return t
 
 
