@@ -16,6 +16,8 @@ variant; all variants come from this one source (closure constants become litera
 from __future__ import annotations
 
 import functools
+import hashlib
+from pathlib import Path
 
 import numpy as np
 from llvmlite import ir
@@ -28,6 +30,22 @@ from mtpdec.cpu.ir import F32, I64, VF32, byte_ptr, fma, half_of, reduce_tree, s
 from mtpdec.quants.types import GGMLType
 
 VF8 = vec(F32, 8)
+
+
+def _codegen_version() -> str:
+    """Hash of the sources that generate the kernel IR.
+
+    Numba's on-disk cache is invalidated only by changes to the file that defines the
+    jitted function (this one); the IR comes from decoders.py and ir.py too, so their
+    hash is captured by every driver closure and thereby becomes part of the cache key.
+    """
+    digest = hashlib.sha256()
+    for module in ("decoders.py", "ir.py", "kernel.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+_CODEGEN_VERSION = _codegen_version()
 SUBBLOCK = 32  # elements per entry of the x sub-block sums (Q4_K/Q5_K min term)
 
 
@@ -219,8 +237,11 @@ def make_driver(fmt: int, n: int, r: int):
     rows, leftover rows one at a time (same per-row operations, so the same bits).
     """
 
+    code_version = _CODEGEN_VERSION  # part of Numba's cache key (closure contents)
+
     @njit(parallel=True, cache=True, nogil=True)
     def driver(w, x, xsums, out):
+        _ = code_version
         rows = w.shape[0]
         steps = rows // r
         for s in prange(steps):
