@@ -38,7 +38,6 @@ from mtpdec.cpu.ir import (
     load,
     load_f16_as_f32,
     splat,
-    u8_to_f32,
     vec,
 )
 from mtpdec.quants.types import BLOCK_SIZES, GGMLType
@@ -84,6 +83,12 @@ def _sub(b: ir.IRBuilder, v: ir.Value, k: int) -> ir.Value:
     return b.sub(v, ir.Constant(v.type, [ir.Constant(v.type.element, k)] * v.type.count))
 
 
+def _zext_bytes(b: ir.IRBuilder, p: ir.Value, offset: ir.Value) -> ir.Value:
+    """16 bytes at a runtime byte offset, zero-extended to <16 x i32>."""
+    ptr = b.bitcast(b.gep(p, [offset]), V16I8.as_pointer())
+    return b.zext(b.load(ptr, align=1), V16I32)
+
+
 # ---- plain types: 16 elements per kernel block ---------------------------------
 
 
@@ -111,25 +116,21 @@ def decode_q8_0(b: ir.IRBuilder, p: ir.Value) -> Whole:
 
 def decode_q4_0(b: ir.IRBuilder, p: ir.Value) -> Whole:
     d = load_f16_as_f32(b, p, 0)
-    qs = load(b, p, 2, V16I8)
-    yield (
-        0,
-        [i8_to_f32(b, _sub(b, _and(b, qs, 15), 8)), i8_to_f32(b, _sub(b, _shr(b, qs, 4), 8))],
-        d,
-    )
+    qs = _zext_bytes(b, p, ir.Constant(I64, 2))
+    halves = (_and(b, qs, 15), _shr(b, qs, 4))
+    yield 0, [b.sitofp(_sub(b, q, 8), VF32) for q in halves], d
 
 
 def _q5_high_bits(b: ir.IRBuilder, qh: ir.Value, first_bit: int) -> ir.Value:
-    """Bits first_bit..first_bit+15 of a u32, each as 16 (bit set) or 0, as <16 x i8>."""
+    """Bits first_bit..first_bit+15 of a u32, each as 16 (bit set) or 0, as <16 x i32>."""
     shifts = const_vec(I32, list(range(first_bit, first_bit + 16)))
-    bits = b.and_(b.lshr(splat(b, qh), shifts), const_vec(I32, [1] * 16))
-    return _shl(b, b.trunc(bits, V16I8), 4)
+    return _shl(b, _and(b, b.lshr(splat(b, qh), shifts), 1), 4)
 
 
 def _q5_values(b: ir.IRBuilder, p: ir.Value, qh_at: int, qs_at: int) -> tuple[ir.Value, ir.Value]:
-    """The two halves of a Q5_0/Q5_1 block as unsigned 5-bit values, <16 x i8> each."""
+    """The two halves of a Q5_0/Q5_1 block as unsigned 5-bit values, <16 x i32> each."""
     qh = load(b, p, qh_at, I32)
-    qs = load(b, p, qs_at, V16I8)
+    qs = _zext_bytes(b, p, ir.Constant(I64, qs_at))
     low = b.or_(_and(b, qs, 15), _q5_high_bits(b, qh, 0))
     high = b.or_(_shr(b, qs, 4), _q5_high_bits(b, qh, 16))
     return low, high
@@ -137,13 +138,13 @@ def _q5_values(b: ir.IRBuilder, p: ir.Value, qh_at: int, qs_at: int) -> tuple[ir
 
 def decode_q5_0(b: ir.IRBuilder, p: ir.Value) -> Whole:
     d = load_f16_as_f32(b, p, 0)
-    yield 0, [i8_to_f32(b, _sub(b, q, 16)) for q in _q5_values(b, p, 2, 6)], d
+    yield 0, [b.sitofp(_sub(b, q, 16), VF32) for q in _q5_values(b, p, 2, 6)], d
 
 
 def decode_q5_1(b: ir.IRBuilder, p: ir.Value) -> Whole:
     d, m = load_f16_as_f32(b, p, 0), load_f16_as_f32(b, p, 2)
     qs = _q5_values(b, p, 4, 8)
-    yield 0, [b.fadd(b.fmul(u8_to_f32(b, q), splat(b, d)), splat(b, m)) for q in qs], None
+    yield 0, [b.fadd(b.fmul(b.uitofp(q, VF32), splat(b, d)), splat(b, m)) for q in qs], None
 
 
 # ---- 256-element K blocks: per-block scales, then an IR loop over steps ------------
@@ -191,12 +192,6 @@ def _k_chunk(b, ctx, s: ir.Value, low: list[ir.Value], high: list[ir.Value]) -> 
         j = b.add(b.mul(s, ir.Constant(I64, 2)), ir.Constant(I64, sub))
         at = b.add(b.mul(s, ir.Constant(I64, 64)), ir.Constant(I64, 32 * sub))
         yield Group(at, [b.uitofp(q, VF32) for q in halves], b.load(b.gep(scales, [j])))
-
-
-def _zext_bytes(b: ir.IRBuilder, p: ir.Value, offset: ir.Value) -> ir.Value:
-    """16 bytes at a runtime byte offset, zero-extended to <16 x i32>."""
-    ptr = b.bitcast(b.gep(p, [offset]), V16I8.as_pointer())
-    return b.zext(b.load(ptr, align=1), V16I32)
 
 
 def step_q4_k(b: ir.IRBuilder, p: ir.Value, ctx, s: ir.Value) -> Decoded:
