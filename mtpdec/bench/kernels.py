@@ -3,7 +3,8 @@
 For each format a random weight matrix of at least ``matrix_mb`` MiB is timed at each
 input count n (median of ``repeats`` calls, after a warm-up call that also compiles or
 loads the Numba cache). Reported per cell: ms per call, weight GB/s, that as a fraction
-of the read bandwidth measured in the same run, and t(n)/t(1).
+of the read bandwidth measured in the same run (the median of readings taken before each
+format and at the end, since the shared machines drift), and t(n)/t(1).
 """
 
 from __future__ import annotations
@@ -106,45 +107,47 @@ def run_kernel_bench(
     fmts, ns = parse_formats(formats), parse_inputs(inputs)
     console = Console(stderr=True)
     rng = np.random.default_rng(0)
-    with console.status("measuring read bandwidth"):
-        bandwidth = read_bandwidth()
-    cells: list[KernelCell] = []
+    readings: list[float] = []  # read bandwidth, measured before each format and at the end
+    timed: list[tuple[GGMLType, Tensor, int, float, float]] = []
     for t in fmts:
+        with console.status("measuring read bandwidth"):
+            readings.append(read_bandwidth())
         w = random_matrix(t, matrix_mb, rng)
-        t1 = None
         for n in ns:
             with console.status(f"{t.name} n={n}"):
                 first, sec = time_cell(w, n, repeats, rng)
-            t1 = sec if n == 1 or t1 is None else t1
-            gbps = w.nbytes / sec / 1e9
-            cells.append(
-                KernelCell(
-                    t.name,
-                    n,
-                    w.rows,
-                    w.cols,
-                    w.nbytes / 2**20,
-                    first,
-                    sec * 1e3,
-                    gbps,
-                    gbps / bandwidth,
-                    sec / t1,
-                )
+            timed.append((t, w, n, first, sec))
+    readings.append(read_bandwidth())
+    bandwidth = float(np.median(readings))
+    cells: list[KernelCell] = []
+    for t, w, n, first, sec in timed:
+        t1 = next(s for tt, _, _, _, s in timed if tt == t)  # first n given (1 by default)
+        gbps = w.nbytes / sec / 1e9
+        cells.append(
+            KernelCell(
+                t.name,
+                n,
+                w.rows,
+                w.cols,
+                w.nbytes / 2**20,
+                first,
+                sec * 1e3,
+                gbps,
+                gbps / bandwidth,
+                sec / t1,
             )
-        del w
-    # a second bandwidth reading brackets the kernels; report both
-    bandwidth_after = read_bandwidth()
+        )
     result = {
         "threads": numba.get_num_threads(),
         "cores": cpu_count(),
         "read_bandwidth_gbps": bandwidth,
-        "read_bandwidth_after_gbps": bandwidth_after,
+        "read_bandwidth_readings_gbps": readings,
         "repeats": repeats,
         "cells": [asdict(c) for c in cells],
     }
     table = Table(
-        title=f"n-input MatVec, {result['threads']} threads, read bandwidth "
-        f"{bandwidth:.1f} GB/s (after: {bandwidth_after:.1f})"
+        title=f"n-input MatVec, {result['threads']} threads, read bandwidth {bandwidth:.1f} GB/s "
+        f"(median of {len(readings)} readings, {min(readings):.1f}-{max(readings):.1f})"
     )
     for col in ("format", "n", "MiB", "first call s", "ms/call", "GB/s", "of read BW", "t(n)/t(1)"):
         table.add_column(col, justify="right")
