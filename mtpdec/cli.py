@@ -128,3 +128,21 @@ def bench_kernels(
     run_kernel_bench(
         formats=formats, inputs=inputs, matrix_mb=matrix_mb, repeats=repeats, json_path=json_path
     )
+
+
+def run() -> None:
+    """Console-script entry point: Typer's own usage errors become one line as well."""
+    # Typer raises click's UsageError (from its vendored click in recent versions)
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            print(exc.ctx.get_help())
+            sys.exit(0)
+        print(f"mtpdec: error: {exc.format_message()}", file=sys.stderr)
+        code = 2
+    except typer.Abort:
+        print("mtpdec: aborted", file=sys.stderr)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

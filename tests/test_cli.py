@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
@@ -43,3 +48,28 @@ def test_impossible_options_are_one_line_errors(args: list[str], message: str) -
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mtpdec: error: ")
     assert message in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--threads", "abc", "info", "x.gguf"], "Invalid value for '--threads'"),
+        (["synth", "x.gguf"], "Missing option '--preset'"),
+        (["bogus"], "No such command 'bogus'"),
+    ],
+)
+def test_usage_errors_from_the_console_entry_are_one_line(args: list[str], message: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "mtpdec", *args], capture_output=True, text=True)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mtpdec: error: ") and message in lines[0]
+    assert out.stdout == ""
+
+
+def test_synth_force_replaces_only_regular_files(tmp_path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = runner.invoke(app, ["synth", str(fifo), "--preset", "qwen35-tiny", "--force"])
+    assert result.exit_code == 2
+    assert "not a regular file" in result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)

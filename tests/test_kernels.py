@@ -12,7 +12,7 @@ from mtpdec.quants.pack import random_blocks
 from mtpdec.quants.types import SUPPORTED, GGMLType, block_size
 from mtpdec.tensor import Tensor
 
-ROWS = 37  # not a multiple of any rows-per-step: exercises the leftover-row path
+ROWS = 37  # odd: exercises the leftover rows when a step walks several rows
 COLS = 512
 
 
@@ -91,3 +91,18 @@ def test_bad_inputs_raise_user_errors() -> None:
         matvec(bad, np.zeros(COLS, dtype=np.float32))
     with pytest.raises(MtpdecError, match="out must be"):
         matvec(w, np.zeros((2, COLS), dtype=np.float32), out=np.empty((3, ROWS), np.float32))
+
+
+@pytest.mark.parametrize("rows_per_step", [2, 4])
+def test_multi_row_steps_give_the_same_bits(rows_per_step: int) -> None:
+    """The kernel can walk several rows per step (leftover rows one at a time)."""
+    from mtpdec.cpu.kernel import make_driver, subblock_sums
+
+    rng = np.random.default_rng(9)
+    w = random_weight(GGMLType.Q4_K, rng)
+    x = rng.standard_normal((1, COLS)).astype(np.float32)
+    sums = subblock_sums(x)
+    one, many = (np.empty((1, ROWS), np.float32) for _ in range(2))
+    make_driver(int(GGMLType.Q4_K), 1, 1)(w.raw, x, sums, one)
+    make_driver(int(GGMLType.Q4_K), 1, rows_per_step)(w.raw, x, sums, many)
+    assert np.array_equal(one.view(np.uint32), many.view(np.uint32))

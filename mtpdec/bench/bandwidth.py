@@ -1,9 +1,9 @@
 """The machine's memory read bandwidth, measured with the plain-float streaming kernel.
 
 A plain read of a float32 matrix: the F32 MatVec kernel with one input reads each
-16-float vector once and does one fused multiply-add with it, four rows interleaved.
-On the development machines it reads faster than any Numba loop we wrote (those reach
-60-80% of it), so it is the fairest ceiling to hold the quantized kernels against.
+16-float vector once and does one fused multiply-add with it. On the development
+machines it reads faster than any plain Numba loop we wrote (those reach 60-80% of
+it), so it is the fairest ceiling to hold the quantized kernels against.
 """
 
 from __future__ import annotations

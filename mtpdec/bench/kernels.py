@@ -105,10 +105,13 @@ def run_kernel_bench(
     if repeats < 1:
         raise MtpdecError(f"--repeats must be >= 1, got {repeats}")
     fmts, ns = parse_formats(formats), parse_inputs(inputs)
+    if json_path is not None and not json_path.parent.is_dir():
+        raise MtpdecError(f"--json: directory {str(json_path.parent)!r} does not exist")
+    ns = sorted(set(ns) | {1})  # t(n)/t(1) needs n = 1
     console = Console(stderr=True)
     rng = np.random.default_rng(0)
     readings: list[float] = []  # read bandwidth, measured before each format and at the end
-    timed: list[tuple[GGMLType, Tensor, int, float, float]] = []
+    cells: list[KernelCell] = []
     for t in fmts:
         with console.status("measuring read bandwidth"):
             readings.append(read_bandwidth())
@@ -116,27 +119,19 @@ def run_kernel_bench(
         for n in ns:
             with console.status(f"{t.name} n={n}"):
                 first, sec = time_cell(w, n, repeats, rng)
-            timed.append((t, w, n, first, sec))
+            gbps = w.nbytes / sec / 1e9
+            cells.append(
+                KernelCell(
+                    t.name, n, w.rows, w.cols, w.nbytes / 2**20, first, sec * 1e3, gbps, 0.0, 0.0
+                )
+            )
+        del w
     readings.append(read_bandwidth())
     bandwidth = float(np.median(readings))
-    cells: list[KernelCell] = []
-    for t, w, n, first, sec in timed:
-        t1 = next(s for tt, _, _, _, s in timed if tt == t)  # first n given (1 by default)
-        gbps = w.nbytes / sec / 1e9
-        cells.append(
-            KernelCell(
-                t.name,
-                n,
-                w.rows,
-                w.cols,
-                w.nbytes / 2**20,
-                first,
-                sec * 1e3,
-                gbps,
-                gbps / bandwidth,
-                sec / t1,
-            )
-        )
+    for c in cells:
+        t1 = next(o.ms_per_call for o in cells if o.format == c.format and o.n == 1)
+        c.of_read_bandwidth = c.weight_gbps / bandwidth
+        c.t_over_t1 = c.ms_per_call / t1
     result = {
         "threads": numba.get_num_threads(),
         "cores": cpu_count(),
@@ -164,5 +159,8 @@ def run_kernel_bench(
         )
     Console().print(table)
     if json_path is not None:
-        json_path.write_text(json.dumps(result, indent=2))
+        try:
+            json_path.write_text(json.dumps(result, indent=2))
+        except OSError as exc:
+            raise MtpdecError(f"cannot write {str(json_path)!r}: {exc.strerror or exc}") from None
     return result

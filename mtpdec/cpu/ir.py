@@ -77,11 +77,6 @@ def reduce_tree(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
     return b.extract_element(v, ir.Constant(I32, 0))
 
 
-def u8_to_f32(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
-    """Unsigned bytes (``<16 x i8>``) to floats."""
-    return b.uitofp(v, VF32)
-
-
 def i8_to_f32(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
     """Signed bytes (``<16 x i8>``) to floats."""
     return b.sitofp(v, VF32)

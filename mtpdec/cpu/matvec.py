@@ -14,6 +14,7 @@ from mtpdec.cpu.decoders import KERNEL_BLOCKS
 from mtpdec.cpu.kernel import make_driver, subblock_sums
 from mtpdec.errors import MtpdecError
 from mtpdec.quants.types import GGMLType, ggml_type, type_name
+from mtpdec.settings import apply_threads
 from mtpdec.tensor import Tensor
 
 _NO_SUMS = np.zeros((1, 8), dtype=np.float32)  # xsums for formats without a min term
@@ -57,13 +58,17 @@ def matvec(w: Tensor, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     """``Y = X @ dequant(W)^T``.
 
     w:   a matrix Tensor (rows, cols) of a supported type.
-    x:   float32 (n, cols) or (cols,).
+    x:   float32 (n, cols) or (cols,); F32/F16/BF16 weights need cols % 16 == 0.
     out: optional float32 (n, rows) C-contiguous result buffer.
     Returns float32 (n, rows) (or (rows,) for 1-D x).
     """
     t = check_weight(w)
+    x = np.asarray(x)
+    if x.ndim not in (1, 2):
+        raise MtpdecError(f"input must be (cols,) or (n, cols), got shape {x.shape}")
     squeeze = x.ndim == 1
     xs = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float32)
+    apply_threads()
     n, cols = xs.shape
     if cols != w.cols:
         raise MtpdecError(f"tensor {w.name!r} has {w.cols} columns but the input has {cols}")

@@ -115,7 +115,7 @@ class Gemma3Config:
                 hk * self.n_head,
                 hk * self.n_head_kv,
                 hv * self.n_head_kv,
-                hk * self.n_head,
+                hv * self.n_head,  # attn_output reads the concatenated value heads
                 hk,
             )
             specs += ffn_specs(p, e, self.n_ff)

@@ -177,6 +177,8 @@ def check_output_path(out: Path, *, force: bool) -> None:
         raise MtpdecError(f"output {str(out)!r} is a directory")
     if out.exists() and not force:
         raise MtpdecError(f"output {str(out)!r} exists (use --force to overwrite)")
+    if out.exists() and not out.is_file():
+        raise MtpdecError(f"output {str(out)!r} is not a regular file; --force replaces only files")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise MtpdecError(f"directory {str(parent)!r} of the output does not exist")

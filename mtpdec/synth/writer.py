@@ -296,6 +296,9 @@ def write_synth(
                 _pad(f)
                 _write_data(f, plan, seed, bar)
         os.replace(partial, out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise MtpdecError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
