@@ -62,6 +62,18 @@ def _array_stride0(context, builder, arrty, arr) -> ir.Value:
     return builder.extract_value(ary.strides, 0)
 
 
+def _prefetch(b: ir.IRBuilder, ptrs: list[ir.Value]) -> None:
+    """Software prefetch (read, keep in all cache levels) of each i8* address."""
+    i32 = ir.IntType(32)
+    fn = b.module.globals.get("llvm.prefetch.p0i8") or ir.Function(
+        b.module,
+        ir.FunctionType(ir.VoidType(), [ptrs[0].type, i32, i32, i32]),
+        "llvm.prefetch.p0i8",
+    )
+    for p in ptrs:
+        b.call(fn, [p, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+
+
 def _slot_types(kb: KernelBlock) -> list[ir.Type]:
     """Accumulator vectors of one (row, input): main (+ min term)."""
     return [VF8 if kb.scaled else VF32] + ([VF8] if kb.mins else [])
@@ -165,6 +177,8 @@ def rows_dot(typingctx, fmt, n, r, w, x, xsums, out, row0):
         blk_w = [byte_ptr(b, rp, b.mul(blk, _i64(kb.nbytes))) for rp in row_ptrs]
         blk_x = [b.gep(xr, [b.mul(blk, _i64(kb.elems))]) for xr in x_rows]
         ctxs = [kb.prepare(b, p) for p in blk_w]
+        if kb.prefetch_bytes:
+            _prefetch(b, [byte_ptr(b, p, _i64(kb.prefetch_bytes)) for p in blk_w])
         if kb.mins is not None:  # -dmin*m per sub-block times the input's sub-block sums
             per_block = kb.elems // SUBBLOCK
             for j in range(n_rows):
