@@ -85,11 +85,13 @@ def _add_group(b: ir.IRBuilder, g: Group, xs: list[ir.Value], acc: ir.Value) -> 
         for q, xv in zip(g.qs, xs):
             acc = fma(b, q, xv, acc)
         return acc
-    partial = b.fmul(g.qs[0], xs[0])
-    for q, xv in zip(g.qs[1:], xs[1:]):
+    halves = [
+        (half_of(b, q, h, 8), half_of(b, xv, h, 8)) for q, xv in zip(g.qs, xs) for h in (0, 1)
+    ]
+    partial = b.fmul(*halves[0])
+    for q, xv in halves[1:]:
         partial = fma(b, q, xv, partial)
-    folded = b.fadd(half_of(b, partial, 0, 8), half_of(b, partial, 1, 8))
-    return fma(b, splat(b, g.scale, 8), folded, acc)
+    return fma(b, splat(b, g.scale, 8), partial, acc)
 
 
 @intrinsic
