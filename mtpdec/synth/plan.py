@@ -1,7 +1,9 @@
 """The tensors of a qwen35 GGUF: names, GGUF shapes, Q4_K_M-style types, value recipes.
 
-Names and shapes follow llama.cpp's ``llama_model_qwen35::load_arch_tensors``
-(src/models/qwen35.cpp); shapes are GGUF ``ne`` order (``ne[0]`` is the row length).
+Names and shapes come from the loader's ``Qwen35Config.tensor_specs`` (written from
+llama.cpp's ``llama_model_qwen35::load_arch_tensors``), so a synth file and the loader
+agree by construction and llama.cpp loading synth files checks both; shapes here are
+GGUF ``ne`` order (``ne[0]`` is the row length).
 The type mix follows llama.cpp's Q4_K_M recipe (src/llama-quant.cpp):
 - 1-D tensors, norms and ``ssm_conv1d`` stay F32;
 - ``output.weight`` (or ``token_embd`` when it is also the LM head) is Q6_K;
@@ -16,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from mtpdec.loader.qwen35 import Qwen35Config
 from mtpdec.quants.types import BLOCK_SIZES, GGMLType
 from mtpdec.synth.presets import Qwen35Shape
 
@@ -65,81 +68,69 @@ class _Spec:
     role: str = ""  # Q4_K_M category: output, token_embd, attn_v, ffn_down or ""
 
 
-def _matrix(name: str, ne: tuple[int, int], gain: float = 1.0, role: str = "") -> _Spec:
-    return _Spec(name, ne, MATRIX, gain, role)
+# Value recipe by name suffix (first match wins): (init, gain, Q4_K_M role).
+_RECIPES: tuple[tuple[str, str, float, str], ...] = (
+    ("norm.weight", NORM, 1.0, ""),
+    ("ssm_conv1d.weight", CONV, 1.0, ""),
+    ("ssm_dt.bias", DT_BIAS, 1.0, ""),
+    ("ssm_a", SSM_A, 1.0, ""),
+    ("attn_output.weight", MATRIX, 0.5, ""),
+    ("ssm_out.weight", MATRIX, 0.5, ""),
+    ("ffn_down.weight", MATRIX, 0.5, "ffn_down"),
+    ("attn_v.weight", MATRIX, 1.0, "attn_v"),
+    ("attn_qkv.weight", MATRIX, 1.0, "attn_v"),  # llama.cpp counts them together
+    ("output.weight", MATRIX, 2.0, "output"),  # logits of std ~2 for a unit-RMS hidden
+    ("", MATRIX, 1.0, ""),
+)
 
 
-def _attention(p: str, s: Qwen35Shape) -> list[_Spec]:
-    hd = s.head_dim
-    return [
-        _matrix(f"{p}.attn_q.weight", (s.n_embd, 2 * hd * s.n_head)),  # q and gate per head
-        _matrix(f"{p}.attn_k.weight", (s.n_embd, hd * s.n_head_kv)),
-        _matrix(f"{p}.attn_v.weight", (s.n_embd, hd * s.n_head_kv), role="attn_v"),
-        _matrix(f"{p}.attn_output.weight", (hd * s.n_head, s.n_embd), gain=0.5),
-        _Spec(f"{p}.attn_q_norm.weight", (hd,), NORM),
-        _Spec(f"{p}.attn_k_norm.weight", (hd,), NORM),
-    ]
+def config_of(s: Qwen35Shape) -> Qwen35Config:
+    """The loader's config for a synth shape: the one source of tensor names and shapes."""
+    kinds = tuple(s.layer_kind(il) for il in range(s.n_layer_all))
+    return Qwen35Config(
+        n_vocab=s.n_vocab,
+        n_embd=s.n_embd,
+        n_ff=s.n_ff,
+        n_layer=s.n_layer_all,
+        n_trunk=s.n_layer,
+        n_mtp=s.n_layer_all - s.n_layer,
+        n_head=s.n_head,
+        n_head_kv=s.n_head_kv,
+        head_dim=s.head_dim,
+        n_rot=s.n_rot,
+        rope_freq_base=s.rope_freq_base,
+        rope_sections=s.rope_sections,
+        rms_eps=s.rms_eps,
+        context_length=s.context_length,
+        full_attention_interval=s.full_attention_interval,
+        ssm_conv_kernel=s.ssm_conv,
+        ssm_state_size=s.ssm_state,
+        ssm_group_count=s.ssm_groups,
+        ssm_time_step_rank=s.ssm_heads,
+        ssm_inner_size=s.ssm_heads * s.ssm_state,
+        tied_output=s.tied_embeddings,
+        layer_kinds=kinds,
+    )
 
 
-def _gdn(p: str, s: Qwen35Shape) -> list[_Spec]:
-    d = s.ssm_state
-    key_dim, value_dim = d * s.ssm_groups, d * s.ssm_heads
-    conv_dim = 2 * key_dim + value_dim
-    return [
-        _matrix(f"{p}.attn_qkv.weight", (s.n_embd, conv_dim), role="attn_v"),
-        _matrix(f"{p}.attn_gate.weight", (s.n_embd, value_dim)),
-        _Spec(f"{p}.ssm_conv1d.weight", (s.ssm_conv, conv_dim), CONV),
-        _Spec(f"{p}.ssm_dt.bias", (s.ssm_heads,), DT_BIAS),
-        _Spec(f"{p}.ssm_a", (s.ssm_heads,), SSM_A),
-        _matrix(f"{p}.ssm_beta.weight", (s.n_embd, s.ssm_heads)),
-        _matrix(f"{p}.ssm_alpha.weight", (s.n_embd, s.ssm_heads)),
-        _Spec(f"{p}.ssm_norm.weight", (d,), NORM),
-        _matrix(f"{p}.ssm_out.weight", (value_dim, s.n_embd), gain=0.5),
-    ]
-
-
-def _ffn(p: str, s: Qwen35Shape) -> list[_Spec]:
-    return [
-        _matrix(f"{p}.ffn_gate.weight", (s.n_embd, s.n_ff)),
-        _matrix(f"{p}.ffn_down.weight", (s.n_ff, s.n_embd), gain=0.5, role="ffn_down"),
-        _matrix(f"{p}.ffn_up.weight", (s.n_embd, s.n_ff)),
-    ]
+def _written(name: str, required: bool, s: Qwen35Shape) -> bool:
+    """Required tensors, plus the optional ones a converted Qwen3.5 file carries."""
+    if name == "output.weight":
+        return not s.tied_embeddings
+    return required or name.endswith("nextn.shared_head_norm.weight")
 
 
 def _specs(s: Qwen35Shape) -> list[_Spec]:
-    # LM head std 2/sqrt(n_embd): logits of std ~2 for a unit-RMS hidden.
-    specs = [
-        _matrix(
-            "token_embd.weight",
-            (s.n_embd, s.n_vocab),
-            gain=2.0 if s.tied_embeddings else math.sqrt(s.n_embd),
-            role="output" if s.tied_embeddings else "token_embd",
-        ),
-        _Spec("output_norm.weight", (s.n_embd,), NORM),
-    ]
-    if not s.tied_embeddings:
-        specs.append(_matrix("output.weight", (s.n_embd, s.n_vocab), gain=2.0, role="output"))
-    for il in range(s.n_layer):
-        p = f"blk.{il}"
-        specs += [
-            _Spec(f"{p}.attn_norm.weight", (s.n_embd,), NORM),
-            _Spec(f"{p}.post_attention_norm.weight", (s.n_embd,), NORM),
-        ]
-        specs += _gdn(p, s) if s.is_recurrent(il) else _attention(p, s)
-        specs += _ffn(p, s)
-    if s.mtp:
-        p = f"blk.{s.n_layer}"
-        specs += [
-            _Spec(f"{p}.attn_norm.weight", (s.n_embd,), NORM),
-            _Spec(f"{p}.post_attention_norm.weight", (s.n_embd,), NORM),
-        ]
-        specs += _attention(p, s) + _ffn(p, s)
-        specs += [
-            _matrix(f"{p}.nextn.eh_proj.weight", (2 * s.n_embd, s.n_embd)),
-            _Spec(f"{p}.nextn.enorm.weight", (s.n_embd,), NORM),
-            _Spec(f"{p}.nextn.hnorm.weight", (s.n_embd,), NORM),
-            _Spec(f"{p}.nextn.shared_head_norm.weight", (s.n_embd,), NORM),
-        ]
+    specs = []
+    for spec in config_of(s).tensor_specs():
+        if not _written(spec.name, spec.required, s):
+            continue
+        _, init, gain, role = next(r for r in _RECIPES if spec.name.endswith(r[0]))
+        if spec.name == "token_embd.weight":  # the LM head too when tied
+            gain, role = (
+                (2.0, "output") if s.tied_embeddings else (math.sqrt(s.n_embd), "token_embd")
+            )
+        specs.append(_Spec(spec.name, tuple(reversed(spec.shape)), init, gain, role))
     return specs
 
 

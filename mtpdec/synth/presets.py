@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtpdec.errors import MtpdecError
+from mtpdec.loader.config import ATTENTION, GDN, MTP
 from mtpdec.synth.vocab import MIN_VOCAB
 
 # Smallest block of any type the synth writer may fall back to (Q5_0 / Q8_0).
@@ -75,8 +76,8 @@ class Qwen35Shape:
 
     def layer_kind(self, il: int) -> str:
         if il >= self.n_layer:
-            return "mtp"
-        return "gdn" if self.is_recurrent(il) else "attention"
+            return MTP
+        return GDN if self.is_recurrent(il) else ATTENTION
 
 
 PRESETS: dict[str, Qwen35Shape] = {
