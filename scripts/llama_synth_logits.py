@@ -89,18 +89,11 @@ def check_mtp_block(path: Path, verbose: bool) -> int:
 
 def has_attention_layer(path: Path) -> bool:
     """llama.cpp aborts (GGML_ASSERT) on a qwen35 file whose trunk is all GDN layers."""
-    import gguf
+    from mtpdec import open_gguf
+    from mtpdec.loader.config import ATTENTION
 
-    fields = gguf.GGUFReader(path).fields
-    arch = fields["general.architecture"].contents()
-    n_all = fields[f"{arch}.block_count"].contents()
-    nextn = fields.get(f"{arch}.nextn_predict_layers")
-    n_trunk = n_all - (nextn.contents() if nextn else 0)
-    recurrent = fields.get(f"{arch}.attention.recurrent_layers")
-    if recurrent is not None:
-        return not all(recurrent.contents()[:n_trunk])
-    interval = fields.get(f"{arch}.full_attention_interval")
-    return n_trunk >= (interval.contents() if interval else 4)
+    with open_gguf(path) as f:
+        return ATTENTION in f.config.layer_kinds
 
 
 def run(path: Path, args: argparse.Namespace) -> int:
