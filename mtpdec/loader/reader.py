@@ -195,7 +195,6 @@ class GGUFFile:
         self.tensors: dict[str, Tensor] = {}
         self.buffer: np.ndarray = np.empty(0, np.uint8)
         self._meta: dict[str, Any] = {}
-        self._types: dict[str, int] = {}
         self._map: mmap.mmap | None = None
         self._config: ModelConfig | None = None
 
@@ -218,10 +217,6 @@ class GGUFFile:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._meta)
-
-    def value_type(self, key: str) -> int:
-        """GGUF value type of a key (``STRING``, ``ARRAY``, ``UINT32`` ...); KeyError if absent."""
-        return self._types[key]
 
     def array_len(self, key: str) -> int:
         """Item count of an array key without decoding it; KeyError if absent."""
@@ -323,7 +318,6 @@ def _parse(f: GGUFFile, buf: mmap.mmap, size: int) -> None:
         if key in f._meta:
             raise MtpdecError(f"{f.path}: duplicate metadata key {key!r}")
         f._meta[key] = cur.value(vtype, key)
-        f._types[key] = vtype
 
     alignment = f._meta.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):

@@ -297,10 +297,6 @@ class Vocab:
     eos_id: int
     pad_id: int
 
-    @property
-    def n_merge_tokens(self) -> int:
-        return len(self.merges)
-
 
 def build_vocab(n_vocab: int) -> Vocab:
     """Tokens, types and merges for a vocabulary of exactly ``n_vocab`` entries."""
