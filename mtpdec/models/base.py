@@ -1,0 +1,151 @@
+"""The model interface every architecture implements, and the registry that picks one.
+
+A model owns its open GGUF file, config and tokenizer. ``forward`` runs any number of
+tokens through the network: 1 for decode, k for verify, the whole prompt for prefill.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from mtpdec.errors import MtpdecError
+from mtpdec.quants import dequantize_raw
+from mtpdec.tensor import Tensor
+
+if TYPE_CHECKING:
+    from mtpdec.loader.config import ModelConfig
+    from mtpdec.loader.reader import GGUFFile
+    from mtpdec.models.layers import Linear
+    from mtpdec.tokenizer import Tokenizer
+
+
+class ModelState(Protocol):
+    """Per-sequence state (KV caches, recurrent state) for positions ``0..length-1``."""
+
+    n_ctx: int
+    length: int
+
+
+class Model(Protocol):
+    """A loaded model.
+
+    forward(tokens, start_pos, state, last_only=False) -> float32 logits
+      tokens:    int32 (k,), k >= 1, token ids < n_vocab.
+      start_pos: position of tokens[0]; must equal ``state.length``.
+      Returns (k, n_vocab) logits (row i predicts the token after tokens[i]), or
+      (1, n_vocab) for the last token only when ``last_only``. For k <= 8 each row is
+      bitwise equal to feeding the tokens one at a time; longer prompts may take a
+      faster batched path. Advances ``state.length`` by k.
+    """
+
+    file: GGUFFile
+    config: ModelConfig
+    n_vocab: int
+    n_ctx_train: int
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    def new_state(self, n_ctx: int) -> ModelState: ...
+
+    def forward(
+        self, tokens: np.ndarray, start_pos: int, state: Any, last_only: bool = False
+    ) -> np.ndarray: ...
+
+
+MODELS: dict[str, Callable[[GGUFFile], Model]] = {}
+
+
+def register_model(architecture: str) -> Callable[[Any], Any]:
+    """Class decorator: the class's constructor ``cls(file)`` builds models of ``architecture``."""
+
+    def deco(cls: Any) -> Any:
+        MODELS[architecture] = cls
+        return cls
+
+    return deco
+
+
+def check_tokens(tokens: np.ndarray, n_vocab: int) -> np.ndarray:
+    """int32 (k,) token ids, k >= 1, each in [0, n_vocab); MtpdecError otherwise."""
+    t = np.asarray(tokens)
+    if t.ndim != 1 or t.size == 0:
+        raise MtpdecError(f"tokens must be a non-empty 1-D array, got shape {t.shape}")
+    if t.dtype.kind not in "iu":
+        raise MtpdecError(f"tokens must be integers, got {t.dtype}")
+    if int(t.min()) < 0 or int(t.max()) >= n_vocab:
+        raise MtpdecError(
+            f"token ids must lie in [0, {n_vocab}), got {int(t.min())}..{int(t.max())}"
+        )
+    return t.astype(np.int32, copy=False)
+
+
+def check_position(start_pos: int, k: int, state: ModelState) -> None:
+    """``start_pos`` continues the state and the k tokens fit its context."""
+    if start_pos != state.length:
+        raise MtpdecError(
+            f"start_pos {start_pos} does not continue the state (length {state.length})"
+        )
+    if start_pos + k > state.n_ctx:
+        raise MtpdecError(
+            f"{start_pos + k} tokens exceed the context of {state.n_ctx} (raise --ctx)"
+        )
+
+
+def embed_rows(table: Tensor, ids: np.ndarray) -> np.ndarray:
+    """float32 (k, n_embd) rows ``ids`` of an embedding table Tensor (n_vocab, n_embd)."""
+    raw = np.ascontiguousarray(table.raw[ids])
+    return dequantize_raw(raw, table.ggml_type, (len(ids), table.cols), name=table.name)
+
+
+class ModelBase:
+    """What every architecture shares: the file, tokenizer, kernels warm-up, prefill weights.
+
+    Subclasses set ``file``, ``config``, ``n_vocab``, ``n_ctx_train`` and list their
+    Linear maps in ``linears()``.
+    """
+
+    file: GGUFFile
+    config: ModelConfig
+    n_vocab: int
+    n_ctx_train: int
+    _tokenizer: Tokenizer | None = None
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            from mtpdec.tokenizer import Tokenizer
+
+            self._tokenizer = Tokenizer.from_gguf(self.file)
+        return self._tokenizer
+
+    def linears(self) -> list[Linear]:
+        raise NotImplementedError
+
+    def compile(self) -> float:
+        """Compile (or load from Numba's disk cache) every kernel this model runs, by
+        scratch forwards of 1, 2 and 4 tokens, and build the dense prefill weights that
+        fit the budget. Returns the seconds it took."""
+        t0 = time.perf_counter()
+        state = self.new_state(8)
+        for n in (1, 2, 4):
+            self.forward(np.zeros(n, dtype=np.int32), state.length, state)
+        self._warm_extra()
+        for lin in self.linears():
+            lin.prepare_dense()
+        return time.perf_counter() - t0
+
+    def _warm_extra(self) -> None:
+        """Compile kernels that the trunk forward does not run (an MTP head)."""
+
+    def new_state(self, n_ctx: int) -> ModelState:
+        raise NotImplementedError
+
+    def forward(
+        self, tokens: np.ndarray, start_pos: int, state: Any, last_only: bool = False
+    ) -> np.ndarray:
+        raise NotImplementedError

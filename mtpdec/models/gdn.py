@@ -1,0 +1,59 @@
+"""The Gated-DeltaNet mixer of qwen35 trunk layers (qwen35.md, llama.cpp qwen35.cpp)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtpdec.cpu.gdn import causal_conv, delta_rule
+from mtpdec.cpu.ops import l2norm, rmsnorm, sigmoid, silu, softplus
+from mtpdec.loader.qwen35 import Qwen35Config
+from mtpdec.loader.reader import GGUFFile
+from mtpdec.models.layers import DenseBudget, Linear, linear, vector
+from mtpdec.state import RecurrentState
+
+F32 = np.float32
+
+
+class GatedDeltaNet:
+    """x float32 (k, n_embd) normed input -> (k, n_embd), advancing a RecurrentState.
+
+    qkv = attn_qkv @ x -> causal conv + SiLU -> q, k (H_k x d, l2-normed), v (H_v x d);
+    beta = sigmoid(ssm_beta @ x); g = ssm_a * softplus(ssm_alpha @ x + ssm_dt.bias);
+    delta rule per token; y = rmsnorm(o) * ssm_norm * silu(attn_gate @ x); ssm_out @ y.
+    """
+
+    def __init__(self, f: GGUFFile, prefix: str, cfg: Qwen35Config, budget: DenseBudget | None):
+        self.cfg = cfg
+        self.wqkv = linear(f, f"{prefix}.attn_qkv.weight", budget)
+        self.wgate = linear(f, f"{prefix}.attn_gate.weight", budget)
+        self.wbeta = linear(f, f"{prefix}.ssm_beta.weight", budget)
+        self.walpha = linear(f, f"{prefix}.ssm_alpha.weight", budget)
+        self.wout = linear(f, f"{prefix}.ssm_out.weight", budget)
+        conv = f.tensors[f"{prefix}.ssm_conv1d.weight"]
+        self.conv_w = vector(f, conv.name).reshape(conv.shape)  # (channels, K)
+        self.dt_bias = vector(f, f"{prefix}.ssm_dt.bias")
+        self.a = vector(f, f"{prefix}.ssm_a")
+        self.norm = vector(f, f"{prefix}.ssm_norm.weight")
+
+    def linears(self) -> list[Linear]:
+        return [self.wqkv, self.wgate, self.wbeta, self.walpha, self.wout]
+
+    def new_state(self, slots: int = 0) -> RecurrentState:
+        c = self.cfg
+        return RecurrentState(
+            c.ssm_time_step_rank, c.ssm_state_size, c.ssm_conv_kernel, c.conv_dim, slots
+        )
+
+    def __call__(self, x: np.ndarray, state: RecurrentState) -> np.ndarray:
+        c, n = self.cfg, x.shape[0]
+        d, h_k, h_v = c.ssm_state_size, c.ssm_group_count, c.ssm_time_step_rank
+        mixed = silu(causal_conv(self.wqkv(x), state.conv, self.conv_w))
+        q = l2norm(mixed[:, : c.key_dim].reshape(n, h_k, d), c.rms_eps)
+        k = l2norm(mixed[:, c.key_dim : 2 * c.key_dim].reshape(n, h_k, d), c.rms_eps)
+        v = np.ascontiguousarray(mixed[:, 2 * c.key_dim :].reshape(n, h_v, d))
+        beta = sigmoid(self.wbeta(x))
+        g = (softplus(self.walpha(x) + self.dt_bias) * self.a).astype(F32)
+        o = delta_rule(state.s, q, k, v, g, beta)
+        z = self.wgate(x).reshape(n, h_v, d)
+        y = rmsnorm(o, self.norm, c.rms_eps) * silu(z)
+        return self.wout(y.reshape(n, h_v * d))

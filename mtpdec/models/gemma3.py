@@ -1,0 +1,106 @@
+"""Gemma 3 forward pass (llama.cpp src/models/gemma3.cpp).
+
+Per layer: ``h += post_attention_norm(attn(attn_norm(h)))``, then
+``h += post_ffw_norm(ffn(ffn_norm(h)))`` with a GeGLU FFN. Embeddings are scaled by
+sqrt(n_embd); sliding layers attend to the last ``sliding_window`` positions with their
+own rotary base; queries are scaled by ``attn_scale`` before q.k; the LM head is tied
+to ``token_embd`` unless the file has ``output.weight``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mtpdec.cpu.ops import gelu, rmsnorm
+from mtpdec.loader.config import SLIDING
+from mtpdec.loader.gemma3 import Gemma3Config
+from mtpdec.loader.reader import GGUFFile
+from mtpdec.models.base import ModelBase, check_position, check_tokens, embed_rows, register_model
+from mtpdec.models.layers import (
+    Attention,
+    AttentionSpec,
+    DenseBudget,
+    FeedForward,
+    Linear,
+    vector,
+)
+from mtpdec.state import KVCache, ModelState
+
+F32 = np.float32
+
+
+class Gemma3Layer:
+    def __init__(self, f: GGUFFile, il: int, spec: AttentionSpec, budget: DenseBudget) -> None:
+        p = f"blk.{il}"
+        self.window = spec.window
+        self.attn_norm = vector(f, f"{p}.attn_norm.weight")
+        self.post_attn_norm = vector(f, f"{p}.post_attention_norm.weight")
+        self.ffn_norm = vector(f, f"{p}.ffn_norm.weight")
+        self.post_ffn_norm = vector(f, f"{p}.post_ffw_norm.weight")
+        self.attn = Attention(f, p, spec, budget)
+        self.ffn = FeedForward(f, p, gelu, budget)
+
+    def __call__(self, h: np.ndarray, pos: np.ndarray, cache: KVCache, eps: float) -> np.ndarray:
+        a = self.attn(rmsnorm(h, self.attn_norm, eps), pos, cache)
+        h = h + rmsnorm(a, self.post_attn_norm, eps)
+        m = self.ffn(rmsnorm(h, self.ffn_norm, eps))
+        return h + rmsnorm(m, self.post_ffn_norm, eps)
+
+
+@register_model("gemma3")
+class Gemma3Model(ModelBase):
+    """Gemma 3 on the CPU; see ``mtpdec.models.base.Model`` for the contract."""
+
+    def __init__(self, f: GGUFFile, dense_budget_bytes: int = 2 << 30) -> None:
+        cfg = f.config
+        assert isinstance(cfg, Gemma3Config)
+        self.file, self.config = f, cfg
+        self.n_vocab, self.n_ctx_train = cfg.n_vocab, cfg.context_length
+        self.budget = DenseBudget(dense_budget_bytes)
+        self.embd = f.tensors["token_embd.weight"]
+        self.embd_scale = F32(math.sqrt(cfg.n_embd))
+        self.output_norm = vector(f, "output_norm.weight")
+        self.head = Linear(f.tensors.get("output.weight", self.embd), None)
+        self.layers = []
+        for il, kind in enumerate(cfg.layer_kinds):
+            sliding = kind == SLIDING
+            spec = AttentionSpec(
+                n_head=cfg.n_head,
+                n_kv=cfg.n_head_kv,
+                head_dim=cfg.head_dim_k,
+                n_rot=cfg.head_dim_k,
+                rope_base=cfg.rope_freq_base_swa if sliding else cfg.rope_freq_base,
+                eps=cfg.rms_eps,
+                q_scale=cfg.attn_scale,
+                window=cfg.sliding_window if sliding else 0,
+            )
+            self.layers.append(Gemma3Layer(f, il, spec, self.budget))
+
+    def linears(self) -> list[Linear]:
+        return [lin for layer in self.layers for lin in layer.attn.linears() + layer.ffn.linears()]
+
+    def new_state(self, n_ctx: int) -> ModelState:
+        c = self.config
+        caches = [KVCache(c.n_head_kv, n_ctx, c.head_dim_k, c.head_dim_v) for _ in self.layers]
+        return ModelState(n_ctx=n_ctx, layers=caches)
+
+    def forward(
+        self, tokens: np.ndarray, start_pos: int, state: ModelState, last_only: bool = False
+    ) -> np.ndarray:
+        tokens = check_tokens(tokens, self.n_vocab)
+        check_position(start_pos, len(tokens), state)
+        pos = np.arange(start_pos, start_pos + len(tokens))
+        eps = self.config.rms_eps
+        h = embed_rows(self.embd, tokens) * self.embd_scale
+        for layer, cache in zip(self.layers, state.layers):
+            h = layer(h, pos, cache, eps)
+        state.length += len(tokens)
+        if last_only:
+            h = h[-1:]
+        logits = self.head(rmsnorm(h, self.output_norm, eps))
+        cap = self.config.final_logit_softcapping
+        if cap:
+            logits = (np.tanh(logits / F32(cap)) * F32(cap)).astype(F32)
+        return logits

@@ -1,0 +1,165 @@
+"""Building blocks shared by the architectures: linear maps, attention, gated FFN.
+
+Every block maps float32 ``(k, n_embd)`` rows to float32 rows and treats each row with
+the same operations whatever k, except the dense prefill path of ``Linear`` (k >= 9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtpdec.cpu.attention import attend
+from mtpdec.cpu.matvec import matvec
+from mtpdec.cpu.ops import rmsnorm, rope_angles, rope_neox, sigmoid
+from mtpdec.loader.reader import GGUFFile
+from mtpdec.quants import dequantize
+from mtpdec.state import KVCache
+from mtpdec.tensor import Tensor
+
+F32 = np.float32
+DENSE_MIN_ROWS = 9  # batches of at least this many rows may use dense fp32 weights
+
+
+class DenseBudget:
+    """How many bytes of dequantized fp32 weights a model may keep for batched prefill."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit, self.used = limit_bytes, 0
+
+    def take(self, nbytes: int) -> bool:
+        """Reserve nbytes; False (nothing reserved) when that would pass the limit."""
+        if self.used + nbytes > self.limit:
+            return False
+        self.used += nbytes
+        return True
+
+
+class Linear:
+    """``y = x @ W^T`` for a GGUF matrix W (rows, cols).
+
+    x float32 (k, cols) -> float32 (k, rows). Up to 8 rows go through the n-input
+    dequant kernels (bitwise identical per row whatever k). From 9 rows on, a matrix
+    whose dequantized copy fits the model's DenseBudget is multiplied densely (BLAS):
+    faster for long prompts, but not bitwise equal to the kernel path.
+    """
+
+    def __init__(self, w: Tensor, budget: DenseBudget | None) -> None:
+        self.w, self.budget = w, budget
+        self.dense: np.ndarray | None = None
+        self._dense_refused = budget is None
+
+    @property
+    def rows(self) -> int:
+        return self.w.shape[0]
+
+    def prepare_dense(self) -> bool:
+        """Dequantize W once for the dense path if the budget allows; True when ready."""
+        if self.dense is None and not self._dense_refused:
+            nbytes = 4 * self.w.rows * self.w.cols
+            if self.budget is not None and self.budget.take(nbytes):
+                self.dense = np.ascontiguousarray(dequantize(self.w))
+            else:
+                self._dense_refused = True
+        return self.dense is not None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] >= DENSE_MIN_ROWS and self.prepare_dense():
+            return np.ascontiguousarray(x @ self.dense.T, dtype=F32)
+        return matvec(self.w, x)
+
+
+def vector(f: GGUFFile, name: str) -> np.ndarray:
+    """A 1-D tensor (norm weight, bias) as float32."""
+    return np.ascontiguousarray(dequantize(f.tensors[name]).reshape(-1), dtype=F32)
+
+
+def linear(f: GGUFFile, name: str, budget: DenseBudget | None) -> Linear:
+    return Linear(f.tensors[name], budget)
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """Shape and flavour of one attention layer.
+
+    gated:     attn_q rows hold [q | gate] per head; output is multiplied by sigmoid(gate).
+    q_scale:   multiplies q after the rotary embedding (Gemma's query_pre_attn_scalar).
+    kq_scale:  multiplies q.k inside the softmax.
+    n_rot:     leading dims of each head that rotate (NEOX pairing); the rest pass through.
+    window:    sliding window (0 = full causal attention).
+    """
+
+    n_head: int
+    n_kv: int
+    head_dim: int
+    n_rot: int
+    rope_base: float
+    eps: float
+    gated: bool = False
+    q_scale: float = 1.0
+    kq_scale: float = 1.0
+    window: int = 0
+
+
+class Attention:
+    """Self-attention with per-head q/k RMSNorm, rotary embedding and GQA over a KVCache."""
+
+    def __init__(self, f: GGUFFile, prefix: str, spec: AttentionSpec, budget: DenseBudget | None):
+        self.spec = spec
+        self.wq = linear(f, f"{prefix}.attn_q.weight", budget)
+        self.wk = linear(f, f"{prefix}.attn_k.weight", budget)
+        self.wv = linear(f, f"{prefix}.attn_v.weight", budget)
+        self.wo = linear(f, f"{prefix}.attn_output.weight", budget)
+        self.q_norm = vector(f, f"{prefix}.attn_q_norm.weight")
+        self.k_norm = vector(f, f"{prefix}.attn_k_norm.weight")
+
+    def linears(self) -> list[Linear]:
+        return [self.wq, self.wk, self.wv, self.wo]
+
+    def __call__(self, x: np.ndarray, positions: np.ndarray, cache: KVCache) -> np.ndarray:
+        """x float32 (k, n_embd) normed input of tokens at ``positions`` -> (k, n_embd).
+
+        Writes the tokens' keys and values into ``cache`` at their positions first.
+        """
+        s, n = self.spec, x.shape[0]
+        hd = s.head_dim
+        q = self.wq(x).reshape(n, s.n_head, -1)
+        gate = None
+        if s.gated:
+            q, gate = q[..., :hd], q[..., hd:].reshape(n, s.n_head * hd)
+        q = rmsnorm(q, self.q_norm, s.eps)
+        k = rmsnorm(self.wk(x).reshape(n, s.n_kv, hd), self.k_norm, s.eps)
+        v = self.wv(x).reshape(n, s.n_kv, -1)
+        cos, sin = rope_angles(positions, s.n_rot, s.rope_base)
+        q, k = rope_neox(q, cos, sin), rope_neox(k, cos, sin)
+        if s.q_scale != 1.0:
+            q = q * F32(s.q_scale)
+        cache.write(int(positions[0]), k, v)
+        out = attend(q, cache.k, cache.v, positions, s.kq_scale, s.window).reshape(n, -1)
+        if gate is not None:
+            out = out * sigmoid(gate)
+        return self.wo(out)
+
+
+class FeedForward:
+    """Gated FFN: ``down(act(gate @ x) * (up @ x))``."""
+
+    def __init__(
+        self,
+        f: GGUFFile,
+        prefix: str,
+        act: Callable[[np.ndarray], np.ndarray],
+        budget: DenseBudget | None,
+    ) -> None:
+        self.act = act
+        self.gate = linear(f, f"{prefix}.ffn_gate.weight", budget)
+        self.up = linear(f, f"{prefix}.ffn_up.weight", budget)
+        self.down = linear(f, f"{prefix}.ffn_down.weight", budget)
+
+    def linears(self) -> list[Linear]:
+        return [self.gate, self.up, self.down]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.down(self.act(self.gate(x)) * self.up(x))

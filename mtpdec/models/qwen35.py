@@ -1,0 +1,200 @@
+"""qwen35 forward pass: Gated-DeltaNet / gated-attention hybrid trunk and its MTP head.
+
+Every block (trunk and MTP) is ``h += mixer(rmsnorm(h) * attn_norm)`` then
+``h += ffn(rmsnorm(h) * post_attention_norm)`` with a SwiGLU FFN (qwen35.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtpdec.cpu.ops import rmsnorm, silu
+from mtpdec.errors import MtpdecError
+from mtpdec.loader.config import ATTENTION, GDN
+from mtpdec.loader.qwen35 import Qwen35Config
+from mtpdec.loader.reader import GGUFFile
+from mtpdec.models.base import ModelBase, check_position, check_tokens, embed_rows, register_model
+from mtpdec.models.gdn import GatedDeltaNet
+from mtpdec.models.layers import (
+    Attention,
+    AttentionSpec,
+    DenseBudget,
+    FeedForward,
+    Linear,
+    linear,
+    vector,
+)
+from mtpdec.state import KVCache, ModelState, RecurrentState
+
+F32 = np.float32
+
+
+def attention_spec(cfg: Qwen35Config) -> AttentionSpec:
+    return AttentionSpec(
+        n_head=cfg.n_head,
+        n_kv=cfg.n_head_kv,
+        head_dim=cfg.head_dim,
+        n_rot=cfg.n_rot,
+        rope_base=cfg.rope_freq_base,
+        eps=cfg.rms_eps,
+        gated=True,
+        kq_scale=1.0 / float(np.sqrt(cfg.head_dim)),
+    )
+
+
+class Block:
+    """One trunk or MTP block: a mixer (GatedDeltaNet or Attention) and a SwiGLU FFN."""
+
+    def __init__(
+        self, f: GGUFFile, prefix: str, mixer: Attention | GatedDeltaNet, budget: DenseBudget
+    ):
+        self.attn_norm = vector(f, f"{prefix}.attn_norm.weight")
+        self.post_norm = vector(f, f"{prefix}.post_attention_norm.weight")
+        self.mixer = mixer
+        self.ffn = FeedForward(f, prefix, silu, budget)
+
+    def linears(self) -> list[Linear]:
+        return self.mixer.linears() + self.ffn.linears()
+
+    def __call__(
+        self,
+        h: np.ndarray,
+        pos: np.ndarray,
+        layer_state: KVCache | RecurrentState,
+        eps: float,
+    ) -> np.ndarray:
+        x = rmsnorm(h, self.attn_norm, eps)
+        if isinstance(self.mixer, Attention):
+            assert isinstance(layer_state, KVCache)
+            h = h + self.mixer(x, pos, layer_state)
+        else:
+            assert isinstance(layer_state, RecurrentState)
+            h = h + self.mixer(x, layer_state)
+        return h + self.ffn(rmsnorm(h, self.post_norm, eps))
+
+
+class MtpHead:
+    """The NextN block ``blk.{n_trunk}`` (qwen35.md "MTP head")."""
+
+    def __init__(self, f: GGUFFile, cfg: Qwen35Config, budget: DenseBudget, output: Linear):
+        p = f"blk.{cfg.n_trunk}"
+        n = f"{p}.nextn"
+        self.eh_proj = linear(f, f"{n}.eh_proj.weight", budget)
+        self.enorm = vector(f, f"{n}.enorm.weight")
+        self.hnorm = vector(f, f"{n}.hnorm.weight")
+        own_embd = f.tensors.get(f"{n}.embed_tokens.weight")
+        self.embd = own_embd if own_embd is not None else f.tensors["token_embd.weight"]
+        norm = f"{n}.shared_head_norm.weight"
+        self.head_norm = vector(f, norm if norm in f.tensors else "output_norm.weight")
+        own_head = f.tensors.get(f"{n}.shared_head_head.weight")
+        self.head = Linear(own_head, None) if own_head is not None else output
+        self.block = Block(f, p, Attention(f, p, attention_spec(cfg), budget), budget)
+
+    def linears(self) -> list[Linear]:
+        return [self.eh_proj] + self.block.linears()
+
+
+@register_model("qwen35")
+class Qwen35Model(ModelBase):
+    """qwen35 on the CPU; see ``mtpdec.models.base.Model`` for the forward contract."""
+
+    def __init__(self, f: GGUFFile, dense_budget_bytes: int = 2 << 30) -> None:
+        cfg = f.config
+        assert isinstance(cfg, Qwen35Config)
+        self.file, self.config = f, cfg
+        self.n_vocab, self.n_ctx_train = cfg.n_vocab, cfg.context_length
+        self.budget = DenseBudget(dense_budget_bytes)
+        self.embd = f.tensors["token_embd.weight"]
+        self.output_norm = vector(f, "output_norm.weight")
+        self.head = Linear(f.tensors.get("output.weight", self.embd), None)
+        self.blocks: list[Block] = []
+        for il in range(cfg.n_trunk):
+            p = f"blk.{il}"
+            kind = cfg.layer_kinds[il]
+            mixer: Attention | GatedDeltaNet
+            if kind == GDN:
+                mixer = GatedDeltaNet(f, p, cfg, self.budget)
+            elif kind == ATTENTION:
+                mixer = Attention(f, p, attention_spec(cfg), self.budget)
+            else:
+                raise MtpdecError(f"{f.path}: unexpected qwen35 trunk layer kind {kind!r}")
+            self.blocks.append(Block(f, p, mixer, self.budget))
+        self.mtp = MtpHead(f, cfg, self.budget, self.head) if cfg.n_mtp else None
+
+    def linears(self) -> list[Linear]:
+        lins = [lin for b in self.blocks for lin in b.linears()]
+        return lins + (self.mtp.linears() if self.mtp is not None else [])
+
+    def _warm_extra(self) -> None:
+        if self.mtp is not None:
+            state = self.new_state(8)
+            for n in (1, 2, 4):
+                hidden = np.zeros((n, self.config.n_embd), dtype=F32)
+                self.mtp_forward(np.zeros(n, dtype=np.int32), hidden, state.mtp_length, state)
+
+    def new_state(self, n_ctx: int, snapshot_slots: int = 0) -> ModelState:
+        c = self.config
+        layers: list[KVCache | RecurrentState] = []
+        for b in self.blocks:
+            if isinstance(b.mixer, GatedDeltaNet):
+                layers.append(b.mixer.new_state(snapshot_slots))
+            else:
+                layers.append(KVCache(c.n_head_kv, n_ctx, c.head_dim, c.head_dim))
+        mtp = KVCache(c.n_head_kv, n_ctx, c.head_dim, c.head_dim) if self.mtp else None
+        return ModelState(n_ctx=n_ctx, layers=layers, mtp=mtp)
+
+    def hidden(self, tokens: np.ndarray, start_pos: int, state: ModelState) -> np.ndarray:
+        """The trunk's final-normed hidden ``hn`` float32 (k, n_embd) of each token."""
+        tokens = check_tokens(tokens, self.n_vocab)
+        check_position(start_pos, len(tokens), state)
+        pos = np.arange(start_pos, start_pos + len(tokens))
+        eps = self.config.rms_eps
+        h = embed_rows(self.embd, tokens)
+        for block, layer_state in zip(self.blocks, state.layers):
+            h = block(h, pos, layer_state, eps)
+        state.length += len(tokens)
+        return rmsnorm(h, self.output_norm, eps)
+
+    def logits(self, hn: np.ndarray) -> np.ndarray:
+        """LM head: float32 (k, n_embd) -> (k, n_vocab)."""
+        return self.head(hn)
+
+    def forward(
+        self, tokens: np.ndarray, start_pos: int, state: ModelState, last_only: bool = False
+    ) -> np.ndarray:
+        hn = self.hidden(tokens, start_pos, state)
+        return self.logits(hn[-1:] if last_only else hn)
+
+    def mtp_forward(
+        self, tokens: np.ndarray, hidden: np.ndarray, start_pos: int, state: ModelState
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Draft logits from the MTP head, and its own output hidden for chaining.
+
+        tokens: int32 (k,) at positions start_pos..start_pos+k-1; hidden: float32
+        (k, n_embd), row i the hidden of position start_pos+i-1 (the trunk's ``hn``, or
+        the MTP head's own ``hm`` when chaining). The head's KV cache is written at those
+        positions; entries from start_pos+k on are dropped. start_pos may rewind (rebuild
+        after acceptance) but not skip: start_pos <= state.mtp_length.
+        Returns (logits float32 (k, n_vocab), hm float32 (k, n_embd)).
+        """
+        mtp = self.mtp
+        if mtp is None or state.mtp is None:
+            raise MtpdecError(f"{self.file.path}: the model has no MTP head")
+        tokens = check_tokens(tokens, self.n_vocab)
+        n = len(tokens)
+        if not 0 <= start_pos <= state.mtp_length or start_pos + n > state.n_ctx:
+            raise MtpdecError(
+                f"MTP start_pos {start_pos} must be within 0..{state.mtp_length} and the "
+                f"{n} tokens within the context of {state.n_ctx}"
+            )
+        if hidden.shape != (n, self.config.n_embd):
+            raise MtpdecError(f"MTP hidden must have shape {(n, self.config.n_embd)}")
+        eps = self.config.rms_eps
+        e = rmsnorm(embed_rows(mtp.embd, tokens), mtp.enorm, eps)
+        h = rmsnorm(np.asarray(hidden, dtype=F32), mtp.hnorm, eps)
+        x = mtp.eh_proj(np.concatenate([e, h], axis=1))  # embedding first
+        pos = np.arange(start_pos, start_pos + n)
+        x = mtp.block(x, pos, state.mtp, eps)
+        state.mtp_length = start_pos + n
+        hm = rmsnorm(x, mtp.head_norm, eps)
+        return mtp.head(hm), hm

@@ -1,0 +1,101 @@
+"""Per-sequence model state: attention KV caches and Gated-DeltaNet recurrent state.
+
+A ``ModelState`` covers positions ``0..length-1``. Attention caches are fixed-size,
+position-indexed buffers, so truncating them is moving ``length``. Recurrent layers
+cannot be truncated: they roll back by restoring a snapshot (speculative.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtpdec.errors import MtpdecError
+
+F32 = np.float32
+
+
+class KVCache:
+    """Keys and values of one attention layer.
+
+    k: float32 (n_kv, n_ctx, hd_k); v: float32 (n_kv, n_ctx, hd_v). Entry p holds the
+    (normed, rotated) key and the value of the token at position p.
+    """
+
+    def __init__(self, n_kv: int, n_ctx: int, hd_k: int, hd_v: int) -> None:
+        self.k = np.zeros((n_kv, n_ctx, hd_k), dtype=F32)
+        self.v = np.zeros((n_kv, n_ctx, hd_v), dtype=F32)
+
+    def write(self, start: int, k: np.ndarray, v: np.ndarray) -> None:
+        """Store k (n, n_kv, hd_k) and v (n, n_kv, hd_v) at positions start..start+n-1."""
+        n = k.shape[0]
+        self.k[:, start : start + n] = k.transpose(1, 0, 2)
+        self.v[:, start : start + n] = v.transpose(1, 0, 2)
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes
+
+
+class RecurrentState:
+    """State of one Gated-DeltaNet layer, with a ring of snapshot slots.
+
+    s:    float32 (H_v, d, d), transposed delta-rule states (``mtpdec.cpu.gdn``).
+    conv: float32 (K-1, C), the last K-1 conv inputs, oldest first.
+    """
+
+    def __init__(self, h_v: int, d: int, taps: int, channels: int, slots: int = 0) -> None:
+        self.s = np.zeros((h_v, d, d), dtype=F32)
+        self.conv = np.zeros((taps - 1, channels), dtype=F32)
+        self.ring_s = np.zeros((slots, h_v, d, d), dtype=F32)
+        self.ring_conv = np.zeros((slots, taps - 1, channels), dtype=F32)
+
+    def snapshot(self, slot: int) -> None:
+        """Copy the current state into ring slot ``slot``."""
+        self.ring_s[slot] = self.s
+        self.ring_conv[slot] = self.conv
+
+    def restore(self, slot: int) -> None:
+        """Make ring slot ``slot`` the current state."""
+        self.s[...] = self.ring_s[slot]
+        self.conv[...] = self.ring_conv[slot]
+
+    @property
+    def nbytes(self) -> int:
+        return self.s.nbytes + self.conv.nbytes + self.ring_s.nbytes + self.ring_conv.nbytes
+
+
+@dataclass
+class ModelState:
+    """Everything a model remembers about one sequence.
+
+    layers: per trunk layer, a KVCache (attention) or RecurrentState (GDN).
+    mtp:    the MTP head's own KV cache (None without an MTP head); ``mtp_length``
+            positions of it are filled.
+    """
+
+    n_ctx: int
+    layers: list[KVCache | RecurrentState]
+    mtp: KVCache | None = None
+    length: int = 0
+    mtp_length: int = 0
+
+    @property
+    def recurrent(self) -> bool:
+        return any(isinstance(layer, RecurrentState) for layer in self.layers)
+
+    def truncate(self, length: int) -> None:
+        """Forget positions from ``length`` on (attention-only states; recurrent state
+        rolls back through ``RecurrentState.restore`` instead)."""
+        if not 0 <= length <= self.length:
+            raise MtpdecError(f"cannot truncate a state of length {self.length} to {length}")
+        if length != self.length and self.recurrent:
+            raise MtpdecError("recurrent (GDN) state cannot be truncated; restore a snapshot")
+        self.length = length
+        self.mtp_length = min(self.mtp_length, length)
+
+    @property
+    def nbytes(self) -> int:
+        total = sum(layer.nbytes for layer in self.layers)
+        return total + (self.mtp.nbytes if self.mtp is not None else 0)
