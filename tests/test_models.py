@@ -1,0 +1,174 @@
+"""Forward passes: k-token batches bitwise equal to one token at a time, the dense
+prefill path, state contracts and bad input. Parity with llama.cpp is test_parity.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtpdec.errors import MtpdecError
+from mtpdec.models import load_model
+from mtpdec.models.layers import DENSE_MIN_ROWS
+from mtpdec.synth import SynthOverrides, write_synth
+from tests.ggufs import gemma3_tiny, write_gguf
+
+N_TOKENS = 12
+
+
+def _synth(tmp_path_factory, name: str, **overrides) -> Path:
+    out = tmp_path_factory.mktemp("models") / f"{name}.gguf"
+    write_synth(
+        out,
+        "qwen35-tiny",
+        seed=1,
+        overrides=SynthOverrides(**overrides),
+        force=False,
+        report=lambda _: None,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def qwen_tiny(tmp_path_factory):
+    return load_model(_synth(tmp_path_factory, "tiny"))
+
+
+@pytest.fixture(scope="module")
+def qwen_hk_lt_hv(tmp_path_factory):
+    path = _synth(tmp_path_factory, "hk_lt_hv", ssm_groups=2, ssm_heads=4, layers=4)
+    return load_model(path)
+
+
+@pytest.fixture(scope="module")
+def gemma(gemma_path):
+    return load_model(gemma_path)
+
+
+def _one_at_a_time(model, ids: np.ndarray) -> np.ndarray:
+    state = model.new_state(64)
+    return np.concatenate([model.forward(ids[i : i + 1], i, state) for i in range(len(ids))])
+
+
+def _in_chunks(model, ids: np.ndarray, k: int) -> np.ndarray:
+    """Prefill 3 tokens, then chunks of k: positions vary within every chunk size."""
+    state, rows, pos = model.new_state(64), [], 0
+    for n in [3] + [k] * len(ids):
+        n = min(n, len(ids) - pos)
+        if n <= 0:
+            break
+        rows.append(model.forward(ids[pos : pos + n], pos, state))
+        pos += n
+    assert state.length == len(ids)
+    return np.concatenate(rows)
+
+
+def _ids(model, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, model.n_vocab, N_TOKENS).astype(np.int32)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["qwen_tiny", "qwen_hk_lt_hv", pytest.param("gemma", marks=pytest.mark.model)],
+)
+def test_k_token_forward_is_bitwise_equal_to_one_at_a_time(request, name):
+    model = request.getfixturevalue(name)
+    ids = _ids(model)
+    ref = _one_at_a_time(model, ids)
+    assert ref.shape == (N_TOKENS, model.n_vocab) and ref.dtype == np.float32
+    assert np.isfinite(ref).all()
+    for k in range(2, 9):
+        out = _in_chunks(model, ids, k)
+        diff = np.abs(out - ref).max()
+        assert np.array_equal(out, ref), f"{name}: k={k} differs by up to {diff}"
+
+
+def test_mtp_forward_k_tokens_bitwise_equal_to_one_at_a_time(qwen_tiny):
+    m = qwen_tiny
+    ids = _ids(m, 1)[:8]
+    hidden = np.random.default_rng(2).standard_normal((8, m.config.n_embd)).astype(np.float32)
+    state = m.new_state(32)
+    ref = [m.mtp_forward(ids[i : i + 1], hidden[i : i + 1], i, state) for i in range(8)]
+    ref_logits = np.concatenate([r[0] for r in ref])
+    ref_hm = np.concatenate([r[1] for r in ref])
+    for k in (2, 3, 4, 8):
+        state = m.new_state(32)
+        outs = [m.mtp_forward(ids[p : p + k], hidden[p : p + k], p, state) for p in range(0, 8, k)]
+        assert np.array_equal(np.concatenate([o[0] for o in outs]), ref_logits), k
+        assert np.array_equal(np.concatenate([o[1] for o in outs]), ref_hm), k
+
+
+def test_last_only_returns_the_last_row(qwen_tiny):
+    ids = _ids(qwen_tiny)[:5]
+    full = qwen_tiny.forward(ids, 0, qwen_tiny.new_state(16))
+    last = qwen_tiny.forward(ids, 0, qwen_tiny.new_state(16), last_only=True)
+    assert last.shape == (1, qwen_tiny.n_vocab)
+    assert np.array_equal(last[0], full[-1])
+
+
+@pytest.mark.parametrize("name", ["qwen_tiny", pytest.param("gemma", marks=pytest.mark.model)])
+def test_long_prompt_dense_path_agrees_with_the_kernel_path(request, name):
+    model = request.getfixturevalue(name)
+    n = DENSE_MIN_ROWS + 7
+    ids = np.random.default_rng(3).integers(0, model.n_vocab, n).astype(np.int32)
+    kernel = _one_at_a_time(model, ids)
+    dense = model.forward(ids, 0, model.new_state(64))
+    assert any(lin.dense is not None for lin in model.linears()), "dense path not taken"
+    for row_k, row_d in zip(kernel, dense):
+        assert np.corrcoef(row_k, row_d)[0, 1] > 0.99999
+    assert (kernel.argmax(1) == dense.argmax(1)).all()
+
+
+def test_state_length_and_context_checks(qwen_tiny):
+    m = qwen_tiny
+    state = m.new_state(4)
+    m.forward(np.array([1, 2]), 0, state)
+    assert state.length == 2
+    with pytest.raises(MtpdecError, match="does not continue"):
+        m.forward(np.array([1]), 1, state)
+    with pytest.raises(MtpdecError, match="exceed the context of 4"):
+        m.forward(np.array([1, 2, 3]), 2, state)
+    with pytest.raises(MtpdecError, match="cannot be truncated"):
+        state.truncate(1)
+    with pytest.raises(MtpdecError, match=r"token ids must lie in \[0, "):
+        m.forward(np.array([m.n_vocab]), 2, state)
+    with pytest.raises(MtpdecError, match="non-empty"):
+        m.forward(np.array([], dtype=np.int32), 2, state)
+    assert state.length == 2
+
+
+@pytest.fixture(scope="module")
+def gemma_tiny(tmp_path_factory):
+    kv, tensors = gemma3_tiny()
+    path = tmp_path_factory.mktemp("models") / "gemma_tiny.gguf"
+    return load_model(write_gguf(path, "gemma3", kv, tensors))
+
+
+def test_gemma3_tiny_bitwise_and_truncate(gemma_tiny):
+    """A random F32 gemma3 with sliding and global layers: chunks equal single tokens,
+    and a truncated attention-only state recomputes the same rows."""
+    ids = _ids(gemma_tiny)
+    ref = _one_at_a_time(gemma_tiny, ids)
+    for k in (2, 3, 4):
+        assert np.array_equal(_in_chunks(gemma_tiny, ids, k), ref), k
+    state = gemma_tiny.new_state(16)
+    gemma_tiny.forward(ids[:6], 0, state)
+    state.truncate(3)
+    assert np.array_equal(gemma_tiny.forward(ids[3:6], 3, state), ref[3:6])
+
+
+def test_unknown_architecture_is_one_line_error(tmp_path):
+    kv, tensors = gemma3_tiny()
+    kv = {k.replace("gemma3.", "llama."): v for k, v in kv.items()}
+    path = write_gguf(tmp_path / "llama.gguf", "llama", kv, tensors)
+    with pytest.raises(MtpdecError, match="unsupported architecture 'llama'"):
+        load_model(path)
+
+
+def test_model_without_mtp_head(tmp_path_factory):
+    model = load_model(_synth(tmp_path_factory, "no_mtp", mtp=False))
+    state = model.new_state(8)
+    assert model.mtp is None and state.mtp is None
+    with pytest.raises(MtpdecError, match="no MTP head"):
+        model.mtp_forward(np.array([1]), np.zeros((1, model.config.n_embd), np.float32), 0, state)
