@@ -4,7 +4,7 @@ Every op treats each row (token) independently with the same float operations wh
 the number of rows, so a token's result does not depend on how many tokens were batched
 with it (speculative.md's bit-identity contract). Numerics follow llama.cpp's CPU ops
 (ggml-cpu/ops.cpp, vec.h) where it is cheap to do so: float64 sums of squares in the
-norms, float32 chained rotary angles, and GELU through llama.cpp's fp16 table.
+norms and float32 chained rotary angles.
 """
 
 from __future__ import annotations
@@ -81,31 +81,15 @@ _GELU_A = F32(0.044715)
 _SQRT_2_OVER_PI = F32(0.7978845608028654)
 
 
-def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+def gelu(x: np.ndarray) -> np.ndarray:
+    """Tanh-approximated GELU in float32: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+
+    (llama.cpp's CPU path rounds x to fp16 and looks the result up in an fp16 table;
+    mtpdec computes it exactly.)
+    """
+    x = np.asarray(x, dtype=F32)
     inner = _SQRT_2_OVER_PI * x * (F32(1) + _GELU_A * x * x)
     return (F32(0.5) * x * (F32(1) + np.tanh(inner))).astype(F32, copy=False)
-
-
-def _gelu_table() -> np.ndarray:
-    """GELU of every fp16 value, rounded to fp16: llama.cpp's CPU lookup table."""
-    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(F32)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return _gelu_tanh(halves).astype(np.float16).astype(F32)
-
-
-_GELU_TABLE: np.ndarray | None = None
-
-
-def gelu(x: np.ndarray) -> np.ndarray:
-    """Tanh-approximated GELU as llama.cpp's CPU computes it: x rounded to fp16, looked
-    up in an fp16 table; 0 at x <= -10, x itself at x >= 10. float32 in and out."""
-    global _GELU_TABLE
-    if _GELU_TABLE is None:
-        _GELU_TABLE = _gelu_table()
-    x = np.asarray(x, dtype=F32)
-    y = _GELU_TABLE[x.astype(np.float16).view(np.uint16)]
-    y = np.where(x >= F32(10), x, y)
-    return np.where(x <= F32(-10), F32(0), y).astype(F32, copy=False)
 
 
 def rope_angles(positions: np.ndarray, n_rot: int, base: float) -> tuple[np.ndarray, np.ndarray]:
