@@ -68,7 +68,6 @@ def matvec(w: Tensor, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
         raise MtpdecError(f"input must be (cols,) or (n, cols), got shape {x.shape}")
     squeeze = x.ndim == 1
     xs = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float32)
-    apply_threads()
     n, cols = xs.shape
     if cols != w.cols:
         raise MtpdecError(f"tensor {w.name!r} has {w.cols} columns but the input has {cols}")
@@ -77,6 +76,32 @@ def matvec(w: Tensor, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
         out = np.empty((n, rows), dtype=np.float32)
     elif out.shape != (n, rows) or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise MtpdecError(f"out must be a C-contiguous float32 array of shape {(n, rows)}")
+    _run(t, w.raw, xs, out)
+    return out[0] if squeeze else out
+
+
+class MatVec:
+    """A weight checked once, for repeated ``Y = X @ dequant(W)^T`` without per-call checks.
+
+    ``__call__(x)``: x float32 C-contiguous (n, cols) -> new float32 (n, rows); the same
+    kernels and grouping as ``matvec``, so the same bits.
+    """
+
+    def __init__(self, w: Tensor) -> None:
+        self.type = check_weight(w)
+        self.raw = w.raw
+        self.rows, self.cols = w.raw.shape[0], w.cols
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty((x.shape[0], self.rows), dtype=np.float32)
+        _run(self.type, self.raw, x, out)
+        return out
+
+
+def _run(t: GGMLType, raw: np.ndarray, xs: np.ndarray, out: np.ndarray) -> None:
+    """out[n, rows] = xs[n, cols] @ dequant(raw)^T in kernel groups of 4/2/1."""
+    apply_threads()
+    n, rows = out.shape
     xsums = subblock_sums(xs) if KERNEL_BLOCKS[t].mins else _NO_SUMS
     start = 0
     for width in group_widths(n):
@@ -84,12 +109,11 @@ def matvec(w: Tensor, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
         driver = make_driver(int(t), width, ROWS_PER_STEP[width])
         if real == width:
             sums = xsums[start : start + width] if xsums is not _NO_SUMS else xsums
-            driver(w.raw, xs[start : start + width], sums, out[start : start + width])
+            driver(raw, xs[start : start + width], sums, out[start : start + width])
         else:
             pad = np.repeat(np.arange(start, n), [1] * (real - 1) + [width - real + 1])
             sums = xsums[pad] if xsums is not _NO_SUMS else xsums
             scratch = np.empty((width, rows), dtype=np.float32)
-            driver(w.raw, xs[pad], sums, scratch)
+            driver(raw, xs[pad], sums, scratch)
             out[start:n] = scratch[:real]
         start += real
-    return out[0] if squeeze else out

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtpdec.cpu.attention import attend
-from mtpdec.cpu.matvec import matvec
+from mtpdec.cpu.matvec import MatVec
 from mtpdec.cpu.ops import rmsnorm, rope_angles, rope_neox, sigmoid
 from mtpdec.loader.reader import GGUFFile
 from mtpdec.quants import dequantize
@@ -48,6 +48,7 @@ class Linear:
 
     def __init__(self, w: Tensor, budget: DenseBudget | None) -> None:
         self.w, self.budget = w, budget
+        self.kernel = MatVec(w)
         self.dense: np.ndarray | None = None
         self._dense_refused = budget is None
 
@@ -68,7 +69,7 @@ class Linear:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if x.shape[0] >= DENSE_MIN_ROWS and self.prepare_dense():
             return np.ascontiguousarray(x @ self.dense.T, dtype=F32)
-        return matvec(self.w, x)
+        return self.kernel(np.ascontiguousarray(x, dtype=F32))
 
 
 def vector(f: GGUFFile, name: str) -> np.ndarray:
