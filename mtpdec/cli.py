@@ -75,6 +75,41 @@ def info(
 
 @app.command()
 @user_errors
+def generate(
+    model: Path = typer.Argument(..., help="GGUF model file."),
+    prompt: str | None = typer.Argument(None, help="Prompt text (or --prompt-file)."),
+    prompt_file: Path | None = typer.Option(
+        None, "--prompt-file", "-f", help="Read the prompt from this UTF-8 file."
+    ),
+    n_predict: int = typer.Option(128, "--n-predict", "-n", help="Tokens to generate at most."),
+    temp: float = typer.Option(0.0, "--temp", help="Sampling temperature (0 = greedy)."),
+    top_k: int = typer.Option(0, "--top-k", help="Sample from the k most likely (0 = all)."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus mass to sample from (1 = all)."),
+    seed: int | None = typer.Option(None, "--seed", help="Sampling seed (default: random)."),
+    ctx: int | None = typer.Option(
+        None, "--ctx", help="Context size in tokens (default: min(4096, training context))."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
+) -> None:
+    """Generate text from a prompt: stream it to stdout, timings to stderr."""
+    from mtpdec.generate import run_generate
+
+    run_generate(
+        model,
+        prompt,
+        prompt_file,
+        n_predict=n_predict,
+        temp=temp,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        ctx=ctx,
+        as_json=json_out,
+    )
+
+
+@app.command()
+@user_errors
 def synth(
     out: Path = typer.Argument(..., help="GGUF file to write (must not exist unless --force)."),
     preset: str = typer.Option(

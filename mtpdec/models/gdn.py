@@ -8,7 +8,7 @@ from mtpdec.cpu.gdn import causal_conv, delta_rule
 from mtpdec.cpu.ops import l2norm, rmsnorm, sigmoid, silu, softplus
 from mtpdec.loader.qwen35 import Qwen35Config
 from mtpdec.loader.reader import GGUFFile
-from mtpdec.models.layers import DenseBudget, Linear, linear, vector
+from mtpdec.models.layers import DenseBudget, Linear, LinearGroup, linear, vector
 from mtpdec.state import RecurrentState
 
 F32 = np.float32
@@ -24,10 +24,8 @@ class GatedDeltaNet:
 
     def __init__(self, f: GGUFFile, prefix: str, cfg: Qwen35Config, budget: DenseBudget | None):
         self.cfg = cfg
-        self.wqkv = linear(f, f"{prefix}.attn_qkv.weight", budget)
-        self.wgate = linear(f, f"{prefix}.attn_gate.weight", budget)
-        self.wbeta = linear(f, f"{prefix}.ssm_beta.weight", budget)
-        self.walpha = linear(f, f"{prefix}.ssm_alpha.weight", budget)
+        names = ["attn_qkv.weight", "attn_gate.weight", "ssm_beta.weight", "ssm_alpha.weight"]
+        self.w_in = LinearGroup([f.tensors[f"{prefix}.{n}"] for n in names], budget)
         self.wout = linear(f, f"{prefix}.ssm_out.weight", budget)
         conv = f.tensors[f"{prefix}.ssm_conv1d.weight"]
         self.conv_w = vector(f, conv.name).reshape(conv.shape)  # (channels, K)
@@ -36,7 +34,7 @@ class GatedDeltaNet:
         self.norm = vector(f, f"{prefix}.ssm_norm.weight")
 
     def linears(self) -> list[Linear]:
-        return [self.wqkv, self.wgate, self.wbeta, self.walpha, self.wout]
+        return self.w_in.linears() + [self.wout]
 
     def new_state(self, slots: int = 0) -> RecurrentState:
         c = self.cfg
@@ -47,13 +45,14 @@ class GatedDeltaNet:
     def __call__(self, x: np.ndarray, state: RecurrentState) -> np.ndarray:
         c, n = self.cfg, x.shape[0]
         d, h_k, h_v = c.ssm_state_size, c.ssm_group_count, c.ssm_time_step_rank
-        mixed = silu(causal_conv(self.wqkv(x), state.conv, self.conv_w))
+        qkv, z, b, a = self.w_in(x)
+        mixed = silu(causal_conv(qkv, state.conv, self.conv_w))
         q = l2norm(mixed[:, : c.key_dim].reshape(n, h_k, d), c.rms_eps)
         k = l2norm(mixed[:, c.key_dim : 2 * c.key_dim].reshape(n, h_k, d), c.rms_eps)
         v = np.ascontiguousarray(mixed[:, 2 * c.key_dim :].reshape(n, h_v, d))
-        beta = sigmoid(self.wbeta(x))
-        g = (softplus(self.walpha(x) + self.dt_bias) * self.a).astype(F32)
+        beta = sigmoid(np.ascontiguousarray(b))
+        g = (softplus(a + self.dt_bias) * self.a).astype(F32)
         o = delta_rule(state.s, q, k, v, g, beta)
-        z = self.wgate(x).reshape(n, h_v, d)
+        z = z.reshape(n, h_v, d)
         y = rmsnorm(o, self.norm, c.rms_eps) * silu(z)
         return self.wout(y.reshape(n, h_v * d))

@@ -72,6 +72,52 @@ class Linear:
         return self.kernel(np.ascontiguousarray(x, dtype=F32))
 
 
+FUSE_LIMIT_BYTES = 16 << 20  # matrices at most this big are copied into fused ones
+
+
+class LinearGroup:
+    """Several matrices applied to the same input: ``x -> [x @ W_i^T for each i]``.
+
+    Consecutive matrices of the same type and width, each at most FUSE_LIMIT_BYTES, are
+    copied once into one fused matrix, so one kernel call reads them all (fewer calls
+    per token; the copy costs RAM equal to those small matrices). Rows of a fused call
+    get the same bits as separate calls: every row is computed independently.
+    """
+
+    def __init__(self, tensors: list[Tensor], budget: DenseBudget | None) -> None:
+        self.parts: list[tuple[Linear, list[int]]] = []
+        run: list[Tensor] = []
+        for t in tensors + [None]:  # type: ignore[list-item]
+            if run and (t is None or not _fusable(run[-1], t)):
+                self.parts.append((Linear(_concat(run), budget), [r.rows for r in run]))
+                run = []
+            if t is not None:
+                run.append(t)
+
+    def linears(self) -> list[Linear]:
+        return [lin for lin, _ in self.parts]
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        outs: list[np.ndarray] = []
+        for lin, rows in self.parts:
+            y = lin(x)
+            outs += np.split(y, np.cumsum(rows)[:-1], axis=1) if len(rows) > 1 else [y]
+        return outs
+
+
+def _fusable(a: Tensor, b: Tensor) -> bool:
+    small = max(a.nbytes, b.nbytes) <= FUSE_LIMIT_BYTES
+    return small and a.ggml_type == b.ggml_type and a.cols == b.cols and len(b.shape) == 2
+
+
+def _concat(tensors: list[Tensor]) -> Tensor:
+    if len(tensors) == 1:
+        return tensors[0]
+    raw = np.concatenate([t.raw for t in tensors], axis=0)
+    name = "+".join(t.name for t in tensors)
+    return Tensor(name, tensors[0].ggml_type, (raw.shape[0], tensors[0].cols), raw)
+
+
 def vector(f: GGUFFile, name: str) -> np.ndarray:
     """A 1-D tensor (norm weight, bias) as float32."""
     return np.ascontiguousarray(dequantize(f.tensors[name]).reshape(-1), dtype=F32)
@@ -109,15 +155,14 @@ class Attention:
 
     def __init__(self, f: GGUFFile, prefix: str, spec: AttentionSpec, budget: DenseBudget | None):
         self.spec = spec
-        self.wq = linear(f, f"{prefix}.attn_q.weight", budget)
-        self.wk = linear(f, f"{prefix}.attn_k.weight", budget)
-        self.wv = linear(f, f"{prefix}.attn_v.weight", budget)
+        names = [f"{prefix}.attn_{m}.weight" for m in ("q", "k", "v")]
+        self.wqkv = LinearGroup([f.tensors[n] for n in names], budget)
         self.wo = linear(f, f"{prefix}.attn_output.weight", budget)
         self.q_norm = vector(f, f"{prefix}.attn_q_norm.weight")
         self.k_norm = vector(f, f"{prefix}.attn_k_norm.weight")
 
     def linears(self) -> list[Linear]:
-        return [self.wq, self.wk, self.wv, self.wo]
+        return self.wqkv.linears() + [self.wo]
 
     def __call__(self, x: np.ndarray, positions: np.ndarray, cache: KVCache) -> np.ndarray:
         """x float32 (k, n_embd) normed input of tokens at ``positions`` -> (k, n_embd).
@@ -126,13 +171,14 @@ class Attention:
         """
         s, n = self.spec, x.shape[0]
         hd = s.head_dim
-        q = self.wq(x).reshape(n, s.n_head, -1)
+        q, k, v = self.wqkv(x)
+        q = q.reshape(n, s.n_head, -1)
         gate = None
         if s.gated:
             q, gate = q[..., :hd], q[..., hd:].reshape(n, s.n_head * hd)
         q = rmsnorm(q, self.q_norm, s.eps)
-        k = rmsnorm(self.wk(x).reshape(n, s.n_kv, hd), self.k_norm, s.eps)
-        v = self.wv(x).reshape(n, s.n_kv, -1)
+        k = rmsnorm(k.reshape(n, s.n_kv, hd), self.k_norm, s.eps)
+        v = v.reshape(n, s.n_kv, -1)
         cos, sin = rope_angles(positions, s.n_rot, s.rope_base)
         q, k = rope_neox(q, cos, sin), rope_neox(k, cos, sin)
         if s.q_scale != 1.0:
@@ -155,12 +201,13 @@ class FeedForward:
         budget: DenseBudget | None,
     ) -> None:
         self.act = act
-        self.gate = linear(f, f"{prefix}.ffn_gate.weight", budget)
-        self.up = linear(f, f"{prefix}.ffn_up.weight", budget)
+        names = [f"{prefix}.ffn_gate.weight", f"{prefix}.ffn_up.weight"]
+        self.gate_up = LinearGroup([f.tensors[n] for n in names], budget)
         self.down = linear(f, f"{prefix}.ffn_down.weight", budget)
 
     def linears(self) -> list[Linear]:
-        return [self.gate, self.up, self.down]
+        return self.gate_up.linears() + [self.down]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.down(self.act(self.gate(x)) * self.up(x))
+        gate, up = self.gate_up(x)
+        return self.down(self.act(gate) * up)

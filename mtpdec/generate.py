@@ -1,0 +1,158 @@
+"""`mtpdec generate`: load a model, decode a prompt, stream the text, report timings.
+
+Output contract:
+- streaming (default): stdout gets the generated text only (not the prompt, not an
+  end-of-generation token), flushed after every step, then a newline; stderr gets one
+  stats line (``Timings.line()`` and the stop reason).
+- ``--json``: stdout gets one JSON object (``result_json``), stderr nothing.
+A spinner shows loading and compiling on stderr when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mtpdec.decode import decode_plain
+from mtpdec.errors import MtpdecError
+from mtpdec.metrics import Timings
+from mtpdec.sampling import Sampler, check_sampling
+
+DEFAULT_CTX = 4096
+
+
+def read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
+    """The prompt text from exactly one of PROMPT and --prompt-file; never empty."""
+    if prompt is not None and prompt_file is not None:
+        raise MtpdecError("give either PROMPT or --prompt-file, not both")
+    if prompt_file is not None:
+        try:
+            prompt = Path(prompt_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise MtpdecError(f"--prompt-file {prompt_file}: not UTF-8 text") from None
+        except OSError as exc:
+            raise MtpdecError(f"--prompt-file {prompt_file}: {exc.strerror or exc}") from None
+    if prompt is None:
+        raise MtpdecError("missing the prompt: give PROMPT or --prompt-file")
+    if not prompt:
+        raise MtpdecError("the prompt is empty")
+    return prompt
+
+
+def check_ctx(ctx: int | None, n_ctx_train: int) -> int:
+    """The context size to allocate: --ctx, or min(4096, the training context)."""
+    if ctx is None:
+        return min(DEFAULT_CTX, n_ctx_train)
+    if ctx < 1:
+        raise MtpdecError(f"--ctx must be >= 1, got {ctx}")
+    if ctx > n_ctx_train:
+        raise MtpdecError(f"--ctx {ctx} exceeds the model's training context of {n_ctx_train}")
+    return ctx
+
+
+@contextlib.contextmanager
+def _spinner(text: str) -> Iterator[Any]:
+    """A rich status spinner on stderr when it is a terminal; otherwise nothing."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(text) as status:
+        yield status
+
+
+def run_generate(
+    model_path: Path,
+    prompt: str | None,
+    prompt_file: Path | None,
+    n_predict: int,
+    temp: float,
+    top_k: int,
+    top_p: float,
+    seed: int | None,
+    ctx: int | None,
+    as_json: bool,
+) -> None:
+    """Everything `mtpdec generate` does; MtpdecError for any bad input."""
+    text = read_prompt(prompt, prompt_file)
+    if n_predict < 0:
+        raise MtpdecError(f"-n/--n-predict must be >= 0, got {n_predict}")
+    check_sampling(temp, top_k, top_p, seed)
+    if ctx is not None and ctx < 1:
+        raise MtpdecError(f"--ctx must be >= 1, got {ctx}")
+
+    from mtpdec.models import load_model
+    from mtpdec.settings import apply_threads
+
+    timings = Timings()
+    with _spinner(f"loading {model_path}") as status:
+        t0 = time.perf_counter()
+        model = load_model(model_path)
+        timings.load_s = time.perf_counter() - t0
+        n_ctx = check_ctx(ctx, model.n_ctx_train)
+        prompt_ids = model.tokenizer.encode(text)
+        if not prompt_ids:
+            raise MtpdecError("the prompt has no tokens")
+        if len(prompt_ids) > n_ctx:
+            raise MtpdecError(f"the prompt is {len(prompt_ids)} tokens, longer than --ctx {n_ctx}")
+        if status is not None:
+            status.update("compiling kernels (cached after the first run)")
+        apply_threads()
+        timings.compile_s = model.compile()
+
+    sampler = Sampler(temp, top_k, top_p, seed)
+    state = model.new_state(n_ctx)
+    out_ids: list[int] = []
+    stop = None
+    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for step in decode_plain(model, prompt_ids, n_predict, sampler, state):
+        timings.record(step)
+        out_ids.extend(step.tokens)
+        stop = step.stop
+        if not as_json and step.tokens:
+            chunk = b"".join(model.tokenizer.token_bytes(t) for t in step.tokens)
+            sys.stdout.write(utf8.decode(chunk))
+            sys.stdout.flush()
+
+    if as_json:
+        result = result_json(model_path, model, text, prompt_ids, out_ids, sampler, n_ctx, stop)
+        result["stats"] = timings.as_dict()
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        sys.stdout.write(utf8.decode(b"", final=True) + "\n")
+        sys.stdout.flush()
+        print(f"{timings.line()} | stop: {stop}", file=sys.stderr)
+
+
+def result_json(
+    model_path: Path,
+    model: Any,
+    prompt: str,
+    prompt_ids: list[int],
+    out_ids: list[int],
+    sampler: Sampler,
+    n_ctx: int,
+    stop: str | None,
+) -> dict[str, Any]:
+    """The --json object, less ``stats``: prompt and output as text and token ids."""
+    import numba
+
+    return {
+        "model": str(model_path),
+        "architecture": model.config.architecture,
+        "prompt": prompt,
+        "prompt_ids": [int(t) for t in prompt_ids],
+        "output_ids": [int(t) for t in out_ids],
+        "output": model.tokenizer.decode(out_ids),
+        "stop": stop,
+        "ctx": n_ctx,
+        "threads": numba.get_num_threads(),
+        "sampling": sampler.options(),
+    }
