@@ -3,8 +3,42 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 F32 = np.float32
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _attend(q, k_cache, v_cache, positions, scale, window, out):  # pragma: no cover
+    n_tok, n_head, hd_k = q.shape
+    n_kv, n_ctx, hd_v = v_cache.shape
+    group = n_head // n_kv
+    probs = np.empty(n_ctx, dtype=np.float32)
+    for t in range(n_tok):
+        p = positions[t]
+        lo = max(0, p - window + 1) if window > 0 else 0
+        for h in range(n_head):
+            g = h // group
+            top = -np.inf
+            for j in range(lo, p + 1):
+                s = np.float32(0.0)
+                for i in range(hd_k):
+                    s += q[t, h, i] * k_cache[g, j, i]
+                s *= scale
+                probs[j] = s
+                top = max(top, s)
+            total = 0.0
+            for j in range(lo, p + 1):
+                e = np.exp(probs[j] - top)
+                probs[j] = e
+                total += e
+            inv = np.float32(1.0 / total)
+            for i in range(hd_v):
+                out[t, h, i] = 0.0
+            for j in range(lo, p + 1):
+                w = probs[j] * inv
+                for i in range(hd_v):
+                    out[t, h, i] += w * v_cache[g, j, i]
 
 
 def attend(
@@ -24,21 +58,11 @@ def attend(
     window:   0 for full causal attention; else a key at position j is seen from
               position p only when p - j < window (sliding window, llama.cpp's rule).
     Returns float32 (k, n_head, hd_v). GQA: query head h reads kv head h // (n_head/n_kv).
-    Tokens are processed one at a time, so a token's output does not depend on k.
+    Each (token, head) is computed alone by the same loops, so a token's output does not
+    depend on how many tokens came with it.
     """
-    n_tok, n_head, _ = q.shape
-    n_kv = k_cache.shape[0]
-    group = n_head // n_kv
-    out = np.empty((n_tok, n_head, v_cache.shape[2]), dtype=F32)
-    s = F32(scale)
-    for t in range(n_tok):
-        p = int(positions[t])
-        lo = max(0, p - window + 1) if window > 0 else 0
-        for g in range(n_kv):
-            heads = slice(g * group, (g + 1) * group)
-            scores = (q[t, heads] @ k_cache[g, lo : p + 1].T) * s  # (group, L)
-            scores -= scores.max(axis=1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=1, keepdims=True)
-            out[t, heads] = scores @ v_cache[g, lo : p + 1]
+    q = np.ascontiguousarray(q, dtype=F32)
+    out = np.empty((q.shape[0], q.shape[1], v_cache.shape[2]), dtype=F32)
+    pos = np.ascontiguousarray(positions, dtype=np.int64)
+    _attend(q, k_cache, v_cache, pos, F32(scale), int(window), out)
     return out

@@ -62,34 +62,59 @@ def l2norm(x: np.ndarray, eps: float) -> np.ndarray:
     return out.reshape(x.shape)
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """float32 1 / (1 + exp(-x))."""
-    return (F32(1) / (F32(1) + np.exp(-x))).astype(F32, copy=False)
+@njit(cache=True)
+def _act_rows(kind, x, gate_of, out):  # pragma: no cover - compiled
+    """Row by row: out = act(x) (gate_of empty) or act(x) * gate_of; float32 (rows, d).
+
+    kind 0: sigmoid, 1: silu, 2: tanh-approximated GELU.
+    """
+    rows, d = x.shape
+    one, half = np.float32(1.0), np.float32(0.5)
+    for r in range(rows):
+        for i in range(d):
+            v = x[r, i]
+            if kind == 0:
+                y = one / (one + np.exp(-v))
+            elif kind == 1:
+                y = v / (one + np.exp(-v))
+            else:
+                inner = np.float32(0.7978845608028654) * v * (one + np.float32(0.044715) * v * v)
+                y = half * v * (one + np.tanh(inner))
+            out[r, i] = y * gate_of[r, i] if gate_of.shape[0] else y
 
 
-def silu(x: np.ndarray) -> np.ndarray:
-    """float32 x * sigmoid(x)."""
-    return (x / (F32(1) + np.exp(-x))).astype(F32, copy=False)
+_NO_GATE = np.empty((0, 0), dtype=F32)
+
+
+def _act(kind: int, x: np.ndarray, mul: np.ndarray | None) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=F32)
+    flat = x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
+    gate = _NO_GATE if mul is None else np.ascontiguousarray(mul, dtype=F32).reshape(flat.shape)
+    out = np.empty_like(flat)
+    _act_rows(kind, flat, gate, out)
+    return out.reshape(x.shape)
+
+
+def sigmoid(x: np.ndarray, mul: np.ndarray | None = None) -> np.ndarray:
+    """float32 1 / (1 + exp(-x)) (times ``mul`` of the same shape when given)."""
+    return _act(0, x, mul)
+
+
+def silu(x: np.ndarray, mul: np.ndarray | None = None) -> np.ndarray:
+    """float32 x * sigmoid(x) (times ``mul`` of the same shape when given)."""
+    return _act(1, x, mul)
+
+
+def gelu(x: np.ndarray, mul: np.ndarray | None = None) -> np.ndarray:
+    """Tanh-approximated GELU in float32, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
+    times ``mul`` when given. (llama.cpp's CPU path rounds x to fp16 and looks the result
+    up in an fp16 table; mtpdec computes it exactly.)"""
+    return _act(2, x, mul)
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
     """float32 log(1 + exp(x)), x itself above 20 (as llama.cpp)."""
     return np.where(x > F32(20), x, np.log1p(np.exp(np.minimum(x, F32(20))))).astype(F32)
-
-
-_GELU_A = F32(0.044715)
-_SQRT_2_OVER_PI = F32(0.7978845608028654)
-
-
-def gelu(x: np.ndarray) -> np.ndarray:
-    """Tanh-approximated GELU in float32: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-
-    (llama.cpp's CPU path rounds x to fp16 and looks the result up in an fp16 table;
-    mtpdec computes it exactly.)
-    """
-    x = np.asarray(x, dtype=F32)
-    inner = _SQRT_2_OVER_PI * x * (F32(1) + _GELU_A * x * x)
-    return (F32(0.5) * x * (F32(1) + np.tanh(inner))).astype(F32, copy=False)
 
 
 def rope_angles(positions: np.ndarray, n_rot: int, base: float) -> tuple[np.ndarray, np.ndarray]:
@@ -105,15 +130,43 @@ def rope_angles(positions: np.ndarray, n_rot: int, base: float) -> tuple[np.ndar
     return np.cos(theta).astype(F32), np.sin(theta).astype(F32)
 
 
+class RopeTable:
+    """cos/sin rows of ``rope_angles`` for positions 0..n-1, grown on demand (each row
+    depends on its position only, so a token gets the same bits however it is batched)."""
+
+    def __init__(self, n_rot: int, base: float) -> None:
+        self.n_rot, self.base = n_rot, base
+        self.cos = np.empty((0, n_rot // 2), dtype=F32)
+        self.sin = self.cos
+
+    def __call__(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        need = int(positions.max()) + 1
+        if need > len(self.cos):
+            size = max(need, 2 * len(self.cos), 256)
+            self.cos, self.sin = rope_angles(np.arange(size), self.n_rot, self.base)
+        return self.cos[positions], self.sin[positions]
+
+
+@njit(cache=True)
+def _rope_rows(x, cos, sin, out):  # pragma: no cover - compiled
+    n, heads, hd = x.shape
+    half = cos.shape[1]
+    for t in range(n):
+        for h in range(heads):
+            for i in range(half):
+                x0, x1 = x[t, h, i], x[t, h, i + half]
+                out[t, h, i] = x0 * cos[t, i] - x1 * sin[t, i]
+                out[t, h, i + half] = x0 * sin[t, i] + x1 * cos[t, i]
+            for i in range(2 * half, hd):
+                out[t, h, i] = x[t, h, i]
+
+
 def rope_neox(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     """Rotate the first n_rot dims of each head, NEOX pairing (i with i + n_rot/2).
 
     x: float32 (k, heads, head_dim); cos, sin: float32 (k, n_rot/2). Returns a new array.
     """
-    half = cos.shape[1]
-    c, s = cos[:, None, :], sin[:, None, :]
-    x0, x1 = x[..., :half], x[..., half : 2 * half]
-    out = x.copy()
-    out[..., :half] = x0 * c - x1 * s
-    out[..., half : 2 * half] = x0 * s + x1 * c
+    x = np.ascontiguousarray(x, dtype=F32)
+    out = np.empty_like(x)
+    _rope_rows(x, cos, sin, out)
     return out

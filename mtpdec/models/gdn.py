@@ -54,5 +54,5 @@ class GatedDeltaNet:
         g = (softplus(a + self.dt_bias) * self.a).astype(F32)
         o = delta_rule(state.s, q, k, v, g, beta)
         z = z.reshape(n, h_v, d)
-        y = rmsnorm(o, self.norm, c.rms_eps) * silu(z)
+        y = silu(z, rmsnorm(o, self.norm, c.rms_eps))
         return self.wout(y.reshape(n, h_v * d))

@@ -6,6 +6,7 @@ the same operations whatever k, except the dense prefill path of ``Linear`` (k >
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from mtpdec.cpu.attention import attend
 from mtpdec.cpu.matvec import MatVec
-from mtpdec.cpu.ops import rmsnorm, rope_angles, rope_neox, sigmoid
+from mtpdec.cpu.ops import RopeTable, rmsnorm, rope_neox, sigmoid
 from mtpdec.loader.reader import GGUFFile
 from mtpdec.quants import dequantize
 from mtpdec.state import KVCache
@@ -150,6 +151,12 @@ class AttentionSpec:
     window: int = 0
 
 
+@functools.cache
+def rope_table(n_rot: int, base: float) -> RopeTable:
+    """One shared table per (n_rot, base): layers with the same rotary share it."""
+    return RopeTable(n_rot, base)
+
+
 class Attention:
     """Self-attention with per-head q/k RMSNorm, rotary embedding and GQA over a KVCache."""
 
@@ -179,25 +186,25 @@ class Attention:
         q = rmsnorm(q, self.q_norm, s.eps)
         k = rmsnorm(k.reshape(n, s.n_kv, hd), self.k_norm, s.eps)
         v = v.reshape(n, s.n_kv, -1)
-        cos, sin = rope_angles(positions, s.n_rot, s.rope_base)
+        cos, sin = rope_table(s.n_rot, s.rope_base)(positions)
         q, k = rope_neox(q, cos, sin), rope_neox(k, cos, sin)
         if s.q_scale != 1.0:
             q = q * F32(s.q_scale)
         cache.write(int(positions[0]), k, v)
         out = attend(q, cache.k, cache.v, positions, s.kq_scale, s.window).reshape(n, -1)
         if gate is not None:
-            out = out * sigmoid(gate)
+            out = sigmoid(gate, out)
         return self.wo(out)
 
 
 class FeedForward:
-    """Gated FFN: ``down(act(gate @ x) * (up @ x))``."""
+    """Gated FFN: ``down(act(gate @ x) * (up @ x))``; ``act(g, u)`` returns act(g) * u."""
 
     def __init__(
         self,
         f: GGUFFile,
         prefix: str,
-        act: Callable[[np.ndarray], np.ndarray],
+        act: Callable[[np.ndarray, np.ndarray], np.ndarray],
         budget: DenseBudget | None,
     ) -> None:
         self.act = act
@@ -210,4 +217,4 @@ class FeedForward:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         gate, up = self.gate_up(x)
-        return self.down(self.act(gate) * up)
+        return self.down(self.act(gate, up))
