@@ -227,7 +227,8 @@ def render(result: dict[str, Any]) -> None:
             f"read bandwidth {result['read_bandwidth_gbps']:.1f} GB/s"
         )
     )
-    for col in ("", "prefill tok/s", "decode tok/s", "weights GB/s", "of read BW"):
+    table.add_column("", justify="right", no_wrap=True)
+    for col in ("prefill tok/s", "decode tok/s", "weights GB/s", "of read BW"):
         table.add_column(col, justify="right")
     for name, r in (("mtpdec", s), ("llama.cpp", peer)):
         table.add_row(

@@ -192,10 +192,10 @@ def test_gemma_greedy(gemma_path: Path) -> None:
     prompt = "The capital of France is"
     a = generate_json(gemma_path, prompt, "-n", "16")
     assert a["architecture"] == "gemma3"
-    assert generate_json(gemma_path, prompt, "-n", "16")["output_ids"] == a["output_ids"]
     tok = load(gemma_path).tokenizer
     assert a["prompt_ids"] == tok.encode(prompt) and a["prompt_ids"][0] == tok.bos_id
     assert tok.decode(a["output_ids"]) == a["output"]
+    # a second run, streamed: the same text (greedy is deterministic)
     streamed = runner.invoke(app, ["generate", str(gemma_path), prompt, "-n", "16"])
     assert streamed.exit_code == 0, streamed.output
     assert streamed.stdout == a["output"] + "\n"
