@@ -16,15 +16,21 @@ F32 = np.float32
 
 
 @njit(cache=True)
+def _sum_squares(row):  # pragma: no cover - compiled
+    """float64 sum of the squares of a float32 row, left to right."""
+    acc = 0.0
+    for i in range(row.shape[0]):
+        v = np.float64(row[i])
+        acc += v * v
+    return acc
+
+
+@njit(cache=True)
 def _rmsnorm_rows(x, w, eps, out):  # pragma: no cover - compiled
     """x, out: float32 (rows, d); w: float32 (d,). out = x / sqrt(mean(x^2) + eps) * w."""
     rows, d = x.shape
     for r in range(rows):
-        acc = 0.0
-        for i in range(d):
-            v = np.float64(x[r, i])
-            acc += v * v
-        mean = np.float32(acc / d)
+        mean = np.float32(_sum_squares(x[r]) / d)
         scale = np.float32(1.0) / np.sqrt(mean + eps)
         for i in range(d):
             out[r, i] = (x[r, i] * scale) * w[i]
@@ -35,11 +41,7 @@ def _l2norm_rows(x, eps, out):  # pragma: no cover - compiled
     """x, out: float32 (rows, d). out = x / max(sqrt(sum(x^2)), eps) (llama.cpp l2_norm)."""
     rows, d = x.shape
     for r in range(rows):
-        acc = 0.0
-        for i in range(d):
-            v = np.float64(x[r, i])
-            acc += v * v
-        scale = np.float32(1.0) / max(np.float32(np.sqrt(acc)), eps)
+        scale = np.float32(1.0) / max(np.float32(np.sqrt(_sum_squares(x[r]))), eps)
         for i in range(d):
             out[r, i] = x[r, i] * scale
 

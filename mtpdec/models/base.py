@@ -117,6 +117,19 @@ class ModelBase:
     n_ctx_train: int
     _tokenizer: Tokenizer | None = None
 
+    def _load_common(self, f: GGUFFile, dense_budget_bytes: int) -> None:
+        """File, config, sizes, embedding table, final norm and LM head (``output.weight``,
+        else the tied ``token_embd``); the head always runs through the kernels."""
+        from mtpdec.models.layers import DenseBudget, Linear, vector
+
+        self.file, self.config = f, f.config
+        self.n_vocab = f.config.n_vocab
+        self.n_ctx_train = int(f.config.context_length)  # type: ignore[attr-defined]
+        self.budget = DenseBudget(dense_budget_bytes)
+        self.embd = f.tensors["token_embd.weight"]
+        self.output_norm = vector(f, "output_norm.weight")
+        self.head = Linear(f.tensors.get("output.weight", self.embd), None)
+
     @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:

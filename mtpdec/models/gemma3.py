@@ -56,13 +56,8 @@ class Gemma3Model(ModelBase):
     def __init__(self, f: GGUFFile, dense_budget_bytes: int = 2 << 30) -> None:
         cfg = f.config
         assert isinstance(cfg, Gemma3Config)
-        self.file, self.config = f, cfg
-        self.n_vocab, self.n_ctx_train = cfg.n_vocab, cfg.context_length
-        self.budget = DenseBudget(dense_budget_bytes)
-        self.embd = f.tensors["token_embd.weight"]
+        self._load_common(f, dense_budget_bytes)
         self.embd_scale = F32(math.sqrt(cfg.n_embd))
-        self.output_norm = vector(f, "output_norm.weight")
-        self.head = Linear(f.tensors.get("output.weight", self.embd), None)
         self.layers = []
         for il, kind in enumerate(cfg.layer_kinds):
             sliding = kind == SLIDING

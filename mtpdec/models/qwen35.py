@@ -101,12 +101,7 @@ class Qwen35Model(ModelBase):
     def __init__(self, f: GGUFFile, dense_budget_bytes: int = 2 << 30) -> None:
         cfg = f.config
         assert isinstance(cfg, Qwen35Config)
-        self.file, self.config = f, cfg
-        self.n_vocab, self.n_ctx_train = cfg.n_vocab, cfg.context_length
-        self.budget = DenseBudget(dense_budget_bytes)
-        self.embd = f.tensors["token_embd.weight"]
-        self.output_norm = vector(f, "output_norm.weight")
-        self.head = Linear(f.tensors.get("output.weight", self.embd), None)
+        self._load_common(f, dense_budget_bytes)
         self.blocks: list[Block] = []
         for il in range(cfg.n_trunk):
             p = f"blk.{il}"
