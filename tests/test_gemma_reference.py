@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from mtpdec.models import load_model
-
-pytestmark = [pytest.mark.model, pytest.mark.slow]
+from tests.ggufs import gemma3_tiny, write_gguf
 
 TOKENS = [2, 818, 3823, 8864, 37423, 506, 1024]  # BOS + arbitrary ids
 
@@ -75,13 +74,34 @@ def _reference_logits(reader: gguf.GGUFReader, cfg, tokens: list[int]) -> np.nda
     return np.stack([head @ row.astype(np.float32) for row in hn]).astype(np.float64)
 
 
-def test_gemma_forward_matches_float64_reference(gemma_path, gemma_ref):
-    model = load_model(gemma_path)
-    want = _reference_logits(gemma_ref, model.config, TOKENS)
-    state = model.new_state(16)
-    got = np.concatenate([model.forward(np.array([t]), i, state) for i, t in enumerate(TOKENS)])
+def _compare(got: np.ndarray, want: np.ndarray) -> None:
     for pos, (g, r) in enumerate(zip(got, want)):
         corr = np.corrcoef(g, r)[0, 1]
         rel = np.abs(g - r).max() / np.abs(r).max()
         assert corr > 0.99999 and rel < 1e-4, f"position {pos}: corr {corr}, rel {rel}"
     assert (got.argmax(1) == want.argmax(1)).all()
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_gemma_forward_matches_float64_reference(gemma_path, gemma_ref):
+    model = load_model(gemma_path)
+    want = _reference_logits(gemma_ref, model.config, TOKENS)
+    state = model.new_state(16)
+    got = np.concatenate([model.forward(np.array([t]), i, state) for i, t in enumerate(TOKENS)])
+    _compare(got, want)
+
+
+def test_sliding_window_matches_float64_reference(tmp_path):
+    """A random 6-layer gemma3 with a 16-position window, run over 28 positions, so the
+    sliding layers drop keys (prefill in kernel chunks and dense, then single tokens)."""
+    kv, tensors = gemma3_tiny()
+    path = write_gguf(tmp_path / "gemma_tiny.gguf", "gemma3", kv, tensors)
+    model = load_model(path)
+    assert 0 < model.config.sliding_window < 28
+    ids = np.random.default_rng(7).integers(0, model.n_vocab, 28)
+    want = _reference_logits(gguf.GGUFReader(path), model.config, ids.tolist())
+    state = model.new_state(32)
+    got = [model.forward(ids[:4], 0, state), model.forward(ids[4:16], 4, state)]
+    got += [model.forward(ids[i : i + 1], i, state) for i in range(16, 28)]
+    _compare(np.concatenate(got), want)
