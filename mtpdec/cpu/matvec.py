@@ -91,10 +91,16 @@ class MatVec:
         self.type = check_weight(w)
         self.raw = w.raw
         self.rows, self.cols = w.raw.shape[0], w.cols
+        self._mins = KERNEL_BLOCKS[self.type].mins
+        self._single = make_driver(int(self.type), 1, ROWS_PER_STEP[1])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = np.empty((x.shape[0], self.rows), dtype=np.float32)
-        _run(self.type, self.raw, x, out)
+        if x.shape[0] == 1:  # decode: the same driver call _run would make
+            apply_threads()
+            self._single(self.raw, x, subblock_sums(x) if self._mins else _NO_SUMS, out)
+        else:
+            _run(self.type, self.raw, x, out)
         return out
 
 

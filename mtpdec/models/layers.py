@@ -86,11 +86,13 @@ class LinearGroup:
     """
 
     def __init__(self, tensors: list[Tensor], budget: DenseBudget | None) -> None:
-        self.parts: list[tuple[Linear, list[int]]] = []
+        self.parts: list[tuple[Linear, list[tuple[int, int]]]] = []
         run: list[Tensor] = []
         for t in tensors + [None]:  # type: ignore[list-item]
             if run and (t is None or not _fusable(run[-1], t)):
-                self.parts.append((Linear(_concat(run), budget), [r.rows for r in run]))
+                ends = np.cumsum([r.rows for r in run]).tolist()
+                spans = list(zip([0] + ends[:-1], ends))
+                self.parts.append((Linear(_concat(run), budget), spans))
                 run = []
             if t is not None:
                 run.append(t)
@@ -100,9 +102,9 @@ class LinearGroup:
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         outs: list[np.ndarray] = []
-        for lin, rows in self.parts:
+        for lin, spans in self.parts:
             y = lin(x)
-            outs += np.split(y, np.cumsum(rows)[:-1], axis=1) if len(rows) > 1 else [y]
+            outs += [y[:, a:b] for a, b in spans] if len(spans) > 1 else [y]
         return outs
 
 
