@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from mtpdec.cpu.ops import silu
+
 F32 = np.float32
 
 
@@ -64,19 +66,37 @@ def delta_rule(
     return out
 
 
-def causal_conv(x: np.ndarray, conv_state: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Depthwise causal conv over time; conv_state updated in place.
+@njit(cache=True)
+def _conv(x, state, taps_w, out):  # pragma: no cover - compiled
+    """x (n, C), state (K-1, C), taps_w (K, C) float32; out (n, C) = the conv."""
+    n, channels = x.shape
+    past = state.shape[0]
+    for t in range(n):
+        for c in range(channels):
+            acc = np.float32(0.0)
+            for j in range(past + 1):
+                src = t + j  # index into state ++ x
+                v = state[src, c] if src < past else x[src - past, c]
+                acc = acc + taps_w[j, c] * v if j else taps_w[j, c] * v
+            out[t, c] = acc
+    keep = min(past, n)
+    for r in range(past - keep):  # older state rows shift up
+        for c in range(channels):
+            state[r, c] = state[r + keep, c]
+    for r in range(keep):
+        for c in range(channels):
+            state[past - keep + r, c] = x[n - keep + r, c]
+
+
+def causal_conv_silu(x: np.ndarray, conv_state: np.ndarray, taps_w: np.ndarray) -> np.ndarray:
+    """SiLU of the depthwise causal conv over time; conv_state updated in place.
 
     x: float32 (n, C) new inputs; conv_state: float32 (K-1, C), the previous K-1 inputs
-    (oldest first); weight: float32 (C, K), last tap multiplies the current input.
-    Returns float32 (n, C): out[t, c] = sum_j weight[c, j] * seq[t + j, c] over the
-    sequence seq = conv_state ++ x, summed tap by tap in order.
+    (oldest first); taps_w: float32 (K, C), ``ssm_conv1d`` transposed: the last tap
+    multiplies the current input. Returns float32 (n, C): silu(sum_j taps_w[j, c] *
+    seq[t + j, c]) over seq = conv_state ++ x, summed tap by tap in order.
     """
-    taps = weight.shape[1]
-    seq = np.concatenate([conv_state, x], axis=0)
-    n = x.shape[0]
-    out = seq[0:n] * weight[:, 0]
-    for j in range(1, taps):
-        out += seq[j : j + n] * weight[:, j]
-    conv_state[:] = seq[n:]
-    return out.astype(F32, copy=False)
+    x = np.ascontiguousarray(x, dtype=F32)
+    out = np.empty_like(x)
+    _conv(x, conv_state, taps_w, out)
+    return silu(out)

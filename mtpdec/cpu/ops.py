@@ -64,54 +64,43 @@ def l2norm(x: np.ndarray, eps: float) -> np.ndarray:
     return out.reshape(x.shape)
 
 
-@njit(cache=True)
-def _act_rows(kind, x, gate_of, out):  # pragma: no cover - compiled
-    """Row by row: out = act(x) (gate_of empty) or act(x) * gate_of; float32 (rows, d).
-
-    kind 0: sigmoid, 1: silu, 2: tanh-approximated GELU.
-    """
-    rows, d = x.shape
-    one, half = np.float32(1.0), np.float32(0.5)
-    for r in range(rows):
-        for i in range(d):
-            v = x[r, i]
-            if kind == 0:
-                y = one / (one + np.exp(-v))
-            elif kind == 1:
-                y = v / (one + np.exp(-v))
-            else:
-                inner = np.float32(0.7978845608028654) * v * (one + np.float32(0.044715) * v * v)
-                y = half * v * (one + np.tanh(inner))
-            out[r, i] = y * gate_of[r, i] if gate_of.shape[0] else y
+# Activations use numpy's vectorized float32 exp (about 3x faster here than a scalar
+# Numba loop). On contiguous float32 arrays it runs one SIMD routine for every element,
+# so a token's values do not depend on how many rows are batched (tested bitwise).
+_ONE = F32(1.0)
+_GELU_2C = F32(2 * 0.7978845608028654)  # 2 sqrt(2/pi)
+_GELU_A = F32(0.044715)
 
 
-_NO_GATE = np.empty((0, 0), dtype=F32)
+def _exp_neg(x: np.ndarray) -> np.ndarray:
+    """exp(-x), with -x capped at 88 so that it stays finite (1 / (1 + e^88) ~ 0)."""
+    return np.exp(np.minimum(-x, F32(88.0)))
 
 
-def _act(kind: int, x: np.ndarray, mul: np.ndarray | None) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=F32)
-    flat = x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
-    gate = _NO_GATE if mul is None else np.ascontiguousarray(mul, dtype=F32).reshape(flat.shape)
-    out = np.empty_like(flat)
-    _act_rows(kind, flat, gate, out)
-    return out.reshape(x.shape)
+def _times(y: np.ndarray, mul: np.ndarray | None) -> np.ndarray:
+    return y if mul is None else y * np.asarray(mul, dtype=F32)
 
 
 def sigmoid(x: np.ndarray, mul: np.ndarray | None = None) -> np.ndarray:
     """float32 1 / (1 + exp(-x)) (times ``mul`` of the same shape when given)."""
-    return _act(0, x, mul)
+    x = np.ascontiguousarray(x, dtype=F32)
+    return _times(_ONE / (_ONE + _exp_neg(x)), mul)
 
 
 def silu(x: np.ndarray, mul: np.ndarray | None = None) -> np.ndarray:
     """float32 x * sigmoid(x) (times ``mul`` of the same shape when given)."""
-    return _act(1, x, mul)
+    x = np.ascontiguousarray(x, dtype=F32)
+    return _times(x / (_ONE + _exp_neg(x)), mul)
 
 
 def gelu(x: np.ndarray, mul: np.ndarray | None = None) -> np.ndarray:
-    """Tanh-approximated GELU in float32, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
-    times ``mul`` when given. (llama.cpp's CPU path rounds x to fp16 and looks the result
-    up in an fp16 table; mtpdec computes it exactly.)"""
-    return _act(2, x, mul)
+    """Tanh-approximated GELU in float32, 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x +
+    0.044715 x^3), computed as x / (1 + exp(-2u)) (the same function), times ``mul`` when
+    given. (llama.cpp's CPU path rounds x to fp16 and reads an fp16 table; mtpdec
+    computes it exactly.)"""
+    x = np.ascontiguousarray(x, dtype=F32)
+    two_u = _GELU_2C * x * (_ONE + _GELU_A * x * x)
+    return _times(x / (_ONE + _exp_neg(two_u)), mul)
 
 
 def softplus(x: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtpdec.cpu.gdn import causal_conv, delta_rule
+from mtpdec.cpu.gdn import causal_conv_silu, delta_rule
 from mtpdec.cpu.ops import l2norm, rmsnorm, sigmoid, silu, softplus
 from mtpdec.loader.qwen35 import Qwen35Config
 from mtpdec.loader.reader import GGUFFile
@@ -28,7 +28,7 @@ class GatedDeltaNet:
         self.w_in = LinearGroup([f.tensors[f"{prefix}.{n}"] for n in names], budget)
         self.wout = linear(f, f"{prefix}.ssm_out.weight", budget)
         conv = f.tensors[f"{prefix}.ssm_conv1d.weight"]
-        self.conv_w = vector(f, conv.name).reshape(conv.shape)  # (channels, K)
+        self.conv_taps = np.ascontiguousarray(vector(f, conv.name).reshape(conv.shape).T)  # (K, C)
         self.dt_bias = vector(f, f"{prefix}.ssm_dt.bias")
         self.a = vector(f, f"{prefix}.ssm_a")
         self.norm = vector(f, f"{prefix}.ssm_norm.weight")
@@ -46,7 +46,7 @@ class GatedDeltaNet:
         c, n = self.cfg, x.shape[0]
         d, h_k, h_v = c.ssm_state_size, c.ssm_group_count, c.ssm_time_step_rank
         qkv, z, b, a = self.w_in(x)
-        mixed = silu(causal_conv(qkv, state.conv, self.conv_w))
+        mixed = causal_conv_silu(qkv, state.conv, self.conv_taps)
         q = l2norm(mixed[:, : c.key_dim].reshape(n, h_k, d), c.rms_eps)
         k = l2norm(mixed[:, c.key_dim : 2 * c.key_dim].reshape(n, h_k, d), c.rms_eps)
         v = np.ascontiguousarray(mixed[:, 2 * c.key_dim :].reshape(n, h_v, d))
