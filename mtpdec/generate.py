@@ -89,6 +89,7 @@ def run_generate(
         raise MtpdecError(f"--ctx must be >= 1, got {ctx}")
 
     from mtpdec.models import load_model
+    from mtpdec.models.layers import DENSE_MIN_ROWS
     from mtpdec.settings import apply_threads
 
     timings = Timings()
@@ -105,7 +106,8 @@ def run_generate(
         if status is not None:
             status.update("compiling kernels (cached after the first run)")
         apply_threads()
-        timings.compile_s = model.compile()
+        # dense prefill weights only pay off for prompts that take the batched path
+        timings.compile_s = model.compile(dense=len(prompt_ids) >= DENSE_MIN_ROWS)
 
     sampler = Sampler(temp, top_k, top_p, seed)
     state = model.new_state(n_ctx)

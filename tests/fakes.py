@@ -74,7 +74,7 @@ class FakeModel:
     def cost(self, k: int) -> float:
         return 0.010 + 0.001 * k
 
-    def compile(self) -> float:
+    def compile(self, dense: bool = True) -> float:
         self.compiled = True
         return 0.25
 

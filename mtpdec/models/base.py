@@ -52,7 +52,7 @@ class Model(Protocol):
 
     def new_state(self, n_ctx: int) -> ModelState: ...
 
-    def compile(self) -> float: ...
+    def compile(self, dense: bool = True) -> float: ...
 
     def forward(
         self, tokens: np.ndarray, start_pos: int, state: Any, last_only: bool = False
@@ -141,16 +141,17 @@ class ModelBase:
     def linears(self) -> list[Linear]:
         raise NotImplementedError
 
-    def compile(self) -> float:
+    def compile(self, dense: bool = True) -> float:
         """Compile (or load from Numba's disk cache) every kernel this model runs, by
-        scratch forwards of 1, 2 and 4 tokens, and build the dense prefill weights that
-        fit the budget. Returns the seconds it took."""
+        scratch forwards of 1, 2 and 4 tokens, and (``dense``) build the dense prefill
+        weights that fit the budget now rather than at the first long batch. Returns the
+        seconds it took."""
         t0 = time.perf_counter()
         state = self.new_state(8)
         for n in (1, 2, 4):
             self.forward(np.zeros(n, dtype=np.int32), state.length, state)
         self._warm_extra()
-        for lin in self.linears():
+        for lin in self.linears() if dense else []:
             lin.prepare_dense()
         return time.perf_counter() - t0
 
