@@ -29,10 +29,10 @@ def _reference_logits(reader: gguf.GGUFReader, cfg, tokens: list[int]) -> np.nda
     def rms(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + cfg.rms_eps) * weight
 
-    def rope(x: np.ndarray, base: float) -> np.ndarray:  # x (n, heads, hd)
+    def rope(x: np.ndarray, base: float, scale: float) -> np.ndarray:  # x (n, heads, hd)
         hd = x.shape[-1]
         half = hd // 2
-        theta = np.arange(len(tokens))[:, None] * base ** (-2.0 * np.arange(half) / hd)
+        theta = scale * np.arange(len(tokens))[:, None] * base ** (-2.0 * np.arange(half) / hd)
         c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
         x0, x1 = x[..., :half], x[..., half:]
         return np.concatenate([x0 * c - x1 * s, x0 * s + x1 * c], axis=-1)
@@ -53,7 +53,8 @@ def _reference_logits(reader: gguf.GGUFReader, cfg, tokens: list[int]) -> np.nda
         v = (x @ w(f"{p}.attn_v.weight").T).reshape(n, -1, hd)
         sliding = kind == "sliding"
         base = cfg.rope_freq_base_swa if sliding else cfg.rope_freq_base
-        q, k = rope(q, base) * cfg.attn_scale, rope(k, base)
+        scale = 1.0 if sliding else cfg.rope_freq_scale  # linear scaling: global layers
+        q, k = rope(q, base, scale) * cfg.attn_scale, rope(k, base, scale)
         group = q.shape[1] // k.shape[1]
         out = np.empty_like(q)
         mask = causal & (np.subtract.outer(np.arange(n), np.arange(n)) < cfg.sliding_window)
@@ -94,11 +95,13 @@ def test_gemma_forward_matches_float64_reference(gemma_path, gemma_ref):
 
 def test_sliding_window_matches_float64_reference(tmp_path):
     """A random 6-layer gemma3 with a 16-position window, run over 28 positions, so the
-    sliding layers drop keys (prefill in kernel chunks and dense, then single tokens)."""
+    sliding layers drop keys (prefill in kernel chunks and dense, then single tokens);
+    its global layer has linear rope scaling (factor 8, as Gemma 3 4B and up)."""
     kv, tensors = gemma3_tiny()
+    kv |= {"gemma3.rope.scaling.type": "linear", "gemma3.rope.scaling.factor": 8.0}
     path = write_gguf(tmp_path / "gemma_tiny.gguf", "gemma3", kv, tensors)
     model = load_model(path)
-    assert 0 < model.config.sliding_window < 28
+    assert 0 < model.config.sliding_window < 28 and model.config.rope_freq_scale == 0.125
     ids = np.random.default_rng(7).integers(0, model.n_vocab, 28)
     want = _reference_logits(gguf.GGUFReader(path), model.config, ids.tolist())
     state = model.new_state(32)

@@ -229,3 +229,28 @@ def test_opens_a_synth_qwen35_file(tmp_path):
         assert c.layer_kinds == (GDN, GDN, GDN, ATTENTION, MTP)
         assert (c.ssm_group_count, c.ssm_time_step_rank, c.n_vocab) == (2, 4, 1024)
         assert {GGMLType(t.ggml_type).name for t in f.tensors.values()} >= {"Q4_K", "Q6_K", "F32"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "scale"),
+    [
+        ({}, 1.0),
+        ({"rope.scaling.type": "linear", "rope.scaling.factor": 8.0}, 0.125),
+        ({"rope.scale_linear": 4.0}, 0.25),
+        ({"rope.scaling.type": "none", "rope.scaling.factor": 8.0}, 1.0),
+        ({"rope.scaling.type": "yarn", "rope.scaling.factor": 1.0}, 1.0),
+    ],
+)
+def test_rope_scaling(tmp_path, extra, scale):
+    for arch, make in (("gemma3", gemma3_tiny), ("qwen35", qwen35_tiny)):
+        kv, tensors = make()
+        kv |= {f"{arch}.{k}": v for k, v in extra.items()}
+        with open_gguf(write_gguf(tmp_path / f"{arch}.gguf", arch, kv, tensors)) as f:
+            assert f.config.rope_freq_scale == scale
+
+
+def test_unsupported_rope_scaling_is_refused(tmp_path):
+    kv, tensors = qwen35_tiny()
+    kv |= {"qwen35.rope.scaling.type": "yarn", "qwen35.rope.scaling.factor": 4.0}
+    with pytest.raises(MtpdecError, match="unsupported rope scaling type 'yarn'"):
+        open_gguf(write_gguf(tmp_path / "q.gguf", "qwen35", kv, tensors))

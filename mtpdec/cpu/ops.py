@@ -108,16 +108,21 @@ def softplus(x: np.ndarray) -> np.ndarray:
     return np.where(x > F32(20), x, np.log1p(np.exp(np.minimum(x, F32(20))))).astype(F32)
 
 
-def rope_angles(positions: np.ndarray, n_rot: int, base: float) -> tuple[np.ndarray, np.ndarray]:
-    """cos, sin float32 (k, n_rot/2) of the rotary angles ``pos * base^(-2i/n_rot)``.
+def rope_angles(
+    positions: np.ndarray, n_rot: int, base: float, freq_scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin float32 (k, n_rot/2) of the angles ``freq_scale * pos * base^(-2i/n_rot)``.
 
-    Angles are chained in float32 (theta_{i+1} = theta_i * base^(-2/n_rot)) as ggml does.
+    Angles are chained in float32 (theta_{i+1} = theta_i * base^(-2/n_rot)) and then
+    scaled (linear rope scaling), as ggml does.
     """
     half = n_rot // 2
     step = F32(base) ** F32(-2.0 / n_rot)
     factors = np.full((len(positions), half), step, dtype=F32)
     factors[:, 0] = np.asarray(positions, dtype=F32)
     theta = np.cumprod(factors, axis=1, dtype=F32)
+    if freq_scale != 1.0:
+        theta *= F32(freq_scale)
     return np.cos(theta).astype(F32), np.sin(theta).astype(F32)
 
 
@@ -125,8 +130,8 @@ class RopeTable:
     """cos/sin rows of ``rope_angles`` for positions 0..n-1, grown on demand (each row
     depends on its position only, so a token gets the same bits however it is batched)."""
 
-    def __init__(self, n_rot: int, base: float) -> None:
-        self.n_rot, self.base = n_rot, base
+    def __init__(self, n_rot: int, base: float, freq_scale: float = 1.0) -> None:
+        self.n_rot, self.base, self.freq_scale = n_rot, base, freq_scale
         self.cos = np.empty((0, n_rot // 2), dtype=F32)
         self.sin = self.cos
 
@@ -134,7 +139,9 @@ class RopeTable:
         need = int(positions.max()) + 1
         if need > len(self.cos):
             size = max(need, 2 * len(self.cos), 256)
-            self.cos, self.sin = rope_angles(np.arange(size), self.n_rot, self.base)
+            self.cos, self.sin = rope_angles(
+                np.arange(size), self.n_rot, self.base, self.freq_scale
+            )
         return self.cos[positions], self.sin[positions]
 
 

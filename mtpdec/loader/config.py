@@ -104,6 +104,12 @@ class Meta:
             raise self.fail(f"metadata key {self.key(name)!r} is not a number: {v!r}")
         return float(v)
 
+    def str(self, name: str, default: Any = _REQUIRED) -> str:
+        v = self._raw(name, default)
+        if not isinstance(v, str):
+            raise self.fail(f"metadata key {self.key(name)!r} is not a string: {v!r}")
+        return v
+
     def ints(self, name: str, n: int, default: Any = _REQUIRED) -> tuple[int, ...] | None:
         """``n`` integers from an array of length n or a scalar (llama.cpp get_key_or_arr)."""
         v = self._raw(name, default)
@@ -127,6 +133,22 @@ class Meta:
     def multiple(self, a: str, av: int, b: str, bv: int) -> None:
         if av % bv:
             raise self.fail(f"metadata {a} {av} is not a multiple of {b} {bv}")
+
+
+def rope_freq_scale(m: Meta) -> float:
+    """Rotary frequency scale 1/factor (llama.cpp's rope_freq_scale_train).
+
+    ``rope.scaling.type`` defaults to linear; its ``rope.scaling.factor`` (or the older
+    ``rope.scale_linear``) divides every angle. Other scaling types (yarn, longrope, ...)
+    are refused unless their factor is 1.
+    """
+    kind = m.str("rope.scaling.type", "linear")
+    factor = m.float("rope.scaling.factor", 0.0) or m.float("rope.scale_linear", 0.0) or 1.0
+    if factor <= 0:
+        raise m.fail(f"rope scaling factor must be positive, got {factor}")
+    if kind not in ("linear", "none") and factor != 1.0:
+        raise m.fail(f"unsupported rope scaling type {kind!r} (factor {factor})")
+    return 1.0 if kind == "none" else 1.0 / factor
 
 
 def vocab_size(f: GGUFFile, n_embd: int) -> int:

@@ -20,6 +20,7 @@ from mtpdec.loader.config import (
     ffn_specs,
     head_specs,
     register,
+    rope_freq_scale,
     vocab_size,
 )
 from mtpdec.loader.reader import GGUFFile
@@ -46,6 +47,7 @@ class Gemma3Config:
     rms_eps: float
     rope_freq_base: float  # global layers
     rope_freq_base_swa: float  # sliding layers (rope.freq_base_swa, default 10000)
+    rope_freq_scale: float  # global layers: 1 / rope.scaling.factor (sliding layers: 1)
     sliding_window: int  # 0: none
     context_length: int
     final_logit_softcapping: float  # 0: none
@@ -90,6 +92,7 @@ class Gemma3Config:
             rms_eps=m.float("attention.layer_norm_rms_epsilon"),
             rope_freq_base=m.float("rope.freq_base", 10000.0),
             rope_freq_base_swa=m.float("rope.freq_base_swa", 10000.0),
+            rope_freq_scale=rope_freq_scale(m),
             sliding_window=max(window, 0),
             context_length=m.int("context_length"),
             final_logit_softcapping=m.float("final_logit_softcapping", 0.0),

@@ -18,6 +18,7 @@ from mtpdec.loader.config import (
     ffn_specs,
     head_specs,
     register,
+    rope_freq_scale,
     vocab_size,
 )
 from mtpdec.loader.reader import GGUFFile
@@ -44,6 +45,7 @@ class Qwen35Config:
     head_dim: int  # attention.key_length (== value_length)
     n_rot: int  # rope.dimension_count (partial rotary)
     rope_freq_base: float
+    rope_freq_scale: float  # 1 / rope.scaling.factor
     rope_sections: tuple[int, ...]
     rms_eps: float
     context_length: int
@@ -123,6 +125,7 @@ class Qwen35Config:
             head_dim=head_dim,
             n_rot=n_rot,
             rope_freq_base=m.float("rope.freq_base", 10000.0),
+            rope_freq_scale=rope_freq_scale(m),
             rope_sections=m.ints("rope.dimension_sections", 4) or (),
             rms_eps=m.float("attention.layer_norm_rms_epsilon"),
             context_length=m.int("context_length"),

@@ -67,6 +67,7 @@ class Gemma3Model(ModelBase):
                 head_dim=cfg.head_dim_k,
                 n_rot=cfg.head_dim_k,
                 rope_base=cfg.rope_freq_base_swa if sliding else cfg.rope_freq_base,
+                rope_scale=1.0 if sliding else cfg.rope_freq_scale,
                 eps=cfg.rms_eps,
                 q_scale=cfg.attn_scale,
                 window=cfg.sliding_window if sliding else 0,

@@ -138,6 +138,7 @@ class AttentionSpec:
     q_scale:   multiplies q after the rotary embedding (Gemma's query_pre_attn_scalar).
     kq_scale:  multiplies q.k inside the softmax.
     n_rot:     leading dims of each head that rotate (NEOX pairing); the rest pass through.
+    rope_scale: linear rotary scaling, multiplies every angle (1 / scaling factor).
     window:    sliding window (0 = full causal attention).
     """
 
@@ -147,6 +148,7 @@ class AttentionSpec:
     n_rot: int
     rope_base: float
     eps: float
+    rope_scale: float = 1.0
     gated: bool = False
     q_scale: float = 1.0
     kq_scale: float = 1.0
@@ -154,9 +156,9 @@ class AttentionSpec:
 
 
 @functools.cache
-def rope_table(n_rot: int, base: float) -> RopeTable:
-    """One shared table per (n_rot, base): layers with the same rotary share it."""
-    return RopeTable(n_rot, base)
+def rope_table(n_rot: int, base: float, freq_scale: float) -> RopeTable:
+    """One shared table per (n_rot, base, scale): layers with the same rotary share it."""
+    return RopeTable(n_rot, base, freq_scale)
 
 
 class Attention:
@@ -188,7 +190,7 @@ class Attention:
         q = rmsnorm(q, self.q_norm, s.eps)
         k = rmsnorm(k.reshape(n, s.n_kv, hd), self.k_norm, s.eps)
         v = v.reshape(n, s.n_kv, -1)
-        cos, sin = rope_table(s.n_rot, s.rope_base)(positions)
+        cos, sin = rope_table(s.n_rot, s.rope_base, s.rope_scale)(positions)
         q, k = rope_neox(q, cos, sin), rope_neox(k, cos, sin)
         if s.q_scale != 1.0:
             q = q * F32(s.q_scale)

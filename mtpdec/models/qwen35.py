@@ -36,6 +36,7 @@ def attention_spec(cfg: Qwen35Config) -> AttentionSpec:
         head_dim=cfg.head_dim,
         n_rot=cfg.n_rot,
         rope_base=cfg.rope_freq_base,
+        rope_scale=cfg.rope_freq_scale,
         eps=cfg.rms_eps,
         gated=True,
         kq_scale=1.0 / float(np.sqrt(cfg.head_dim)),

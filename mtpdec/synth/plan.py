@@ -99,6 +99,7 @@ def config_of(s: Qwen35Shape) -> Qwen35Config:
         head_dim=s.head_dim,
         n_rot=s.n_rot,
         rope_freq_base=s.rope_freq_base,
+        rope_freq_scale=1.0,
         rope_sections=s.rope_sections,
         rms_eps=s.rms_eps,
         context_length=s.context_length,
