@@ -33,7 +33,7 @@ def read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
         raise MtpdecError("give either PROMPT or --prompt-file, not both")
     if prompt_file is not None:
         try:
-            prompt = Path(prompt_file).read_text(encoding="utf-8")
+            prompt = Path(prompt_file).read_bytes().decode("utf-8")  # keep \r\n as is
         except UnicodeDecodeError:
             raise MtpdecError(f"--prompt-file {prompt_file}: not UTF-8 text") from None
         except OSError as exc:

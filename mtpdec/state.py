@@ -7,6 +7,8 @@ cannot be truncated: they roll back by restoring a snapshot (speculative.md).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +75,8 @@ class ModelState:
     layers: per trunk layer, a KVCache (attention) or RecurrentState (GDN).
     mtp:    the MTP head's own KV cache (None without an MTP head); ``mtp_length``
             positions of it are filled.
+    broken: a forward that was writing into the state raised; some layers moved on and
+            others did not, so the state is refused from then on.
     """
 
     n_ctx: int
@@ -80,6 +84,16 @@ class ModelState:
     mtp: KVCache | None = None
     length: int = 0
     mtp_length: int = 0
+    broken: bool = False
+
+    @contextlib.contextmanager
+    def advancing(self, n: int) -> Iterator[None]:
+        """Wrap a forward that writes positions length..length+n-1 into every layer:
+        ``length`` moves on when it returns; if it raises, the state is marked broken."""
+        self.broken = True
+        yield
+        self.length += n
+        self.broken = False
 
     @property
     def recurrent(self) -> bool:

@@ -199,3 +199,13 @@ def test_gemma_greedy(gemma_path: Path) -> None:
     streamed = runner.invoke(app, ["generate", str(gemma_path), prompt, "-n", "16"])
     assert streamed.exit_code == 0, streamed.output
     assert streamed.stdout == a["output"] + "\n"
+
+
+def test_prompt_file_keeps_crlf(tiny: Path, tmp_path: Path) -> None:
+    """The file's bytes are the prompt: no newline translation (as llama.cpp's -f)."""
+    text = "line one\r\nline two\r\n"
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(text.encode())
+    result = runner.invoke(app, ["generate", str(tiny), "-f", str(path), "-n", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["prompt_ids"] == load(tiny).tokenizer.encode(text)

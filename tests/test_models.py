@@ -172,3 +172,27 @@ def test_model_without_mtp_head(tmp_path_factory):
     assert model.mtp is None and state.mtp is None
     with pytest.raises(MtpdecError, match="no MTP head"):
         model.mtp_forward(np.array([1]), np.zeros((1, model.config.n_embd), np.float32), 0, state)
+
+
+def test_state_is_refused_after_a_failed_forward(qwen_tiny, monkeypatch):
+    state = qwen_tiny.new_state(8)
+    qwen_tiny.forward(np.array([1]), 0, state)
+
+    def fail(*_):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(qwen_tiny.blocks[3], "ffn", fail)
+    with pytest.raises(MemoryError):
+        qwen_tiny.forward(np.array([2]), 1, state)
+    monkeypatch.undo()
+    assert state.broken and state.length == 1  # layers 0-2 moved on, the rest did not
+    with pytest.raises(MtpdecError, match="half-written"):
+        qwen_tiny.forward(np.array([2]), 1, state)
+
+
+def test_vocabulary_size_must_match_the_embedding(tmp_path):
+    kv, tensors = gemma3_tiny()
+    kv["tokenizer.ggml.tokens"] = kv["tokenizer.ggml.tokens"][:-1]
+    path = write_gguf(tmp_path / "short_vocab.gguf", "gemma3", kv, tensors)
+    with pytest.raises(MtpdecError, match="vocabulary has 49 tokens but token_embd.weight has 50"):
+        load_model(path)

@@ -88,14 +88,14 @@ def check_tokens(tokens: np.ndarray, n_vocab: int) -> np.ndarray:
 
 def check_position(start_pos: int, k: int, state: ModelState) -> None:
     """``start_pos`` continues the state and the k tokens fit its context."""
+    if getattr(state, "broken", False):
+        raise MtpdecError("the state was left half-written by a failed forward; make a new one")
     if start_pos != state.length:
         raise MtpdecError(
             f"start_pos {start_pos} does not continue the state (length {state.length})"
         )
     if start_pos + k > state.n_ctx:
-        raise MtpdecError(
-            f"{start_pos + k} tokens exceed the context of {state.n_ctx} (raise --ctx)"
-        )
+        raise MtpdecError(f"{start_pos + k} tokens exceed the context of {state.n_ctx}")
 
 
 def embed_rows(table: Tensor, ids: np.ndarray) -> np.ndarray:
@@ -124,6 +124,12 @@ class ModelBase:
 
         self.file, self.config = f, f.config
         self.n_vocab = f.config.n_vocab
+        key = "tokenizer.ggml.tokens"
+        if key in f and f.array_len(key) != self.n_vocab:
+            raise MtpdecError(
+                f"{f.path}: the vocabulary has {f.array_len(key)} tokens but "
+                f"token_embd.weight has {self.n_vocab} rows"
+            )
         self.n_ctx_train = int(f.config.context_length)  # type: ignore[attr-defined]
         self.budget = DenseBudget(dense_budget_bytes)
         self.embd = f.tensors["token_embd.weight"]

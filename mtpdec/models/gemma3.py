@@ -90,9 +90,9 @@ class Gemma3Model(ModelBase):
         pos = np.arange(start_pos, start_pos + len(tokens))
         eps = self.config.rms_eps
         h = embed_rows(self.embd, tokens) * self.embd_scale
-        for layer, cache in zip(self.layers, state.layers):
-            h = layer(h, pos, cache, eps)
-        state.length += len(tokens)
+        with state.advancing(len(tokens)):
+            for layer, cache in zip(self.layers, state.layers):
+                h = layer(h, pos, cache, eps)
         if last_only:
             h = h[-1:]
         logits = self.head(rmsnorm(h, self.output_norm, eps))

@@ -146,9 +146,9 @@ class Qwen35Model(ModelBase):
         pos = np.arange(start_pos, start_pos + len(tokens))
         eps = self.config.rms_eps
         h = embed_rows(self.embd, tokens)
-        for block, layer_state in zip(self.blocks, state.layers):
-            h = block(h, pos, layer_state, eps)
-        state.length += len(tokens)
+        with state.advancing(len(tokens)):
+            for block, layer_state in zip(self.blocks, state.layers):
+                h = block(h, pos, layer_state, eps)
         return rmsnorm(h, self.output_norm, eps)
 
     def logits(self, hn: np.ndarray) -> np.ndarray:
@@ -168,9 +168,11 @@ class Qwen35Model(ModelBase):
 
         tokens: int32 (k,) at positions start_pos..start_pos+k-1; hidden: float32
         (k, n_embd), row i the hidden of position start_pos+i-1 (the trunk's ``hn``, or
-        the MTP head's own ``hm`` when chaining). The head's KV cache is written at those
-        positions; entries from start_pos+k on are dropped. start_pos may rewind (rebuild
-        after acceptance) but not skip: start_pos <= state.mtp_length.
+        the MTP head's own ``hm`` when chaining). The head's cache position of a pair is
+        its token's position, as llama.cpp's draft-mtp batches it; position 0 has no
+        previous hidden, so callers pass zeros there. The head's KV cache is written at
+        those positions; entries from start_pos+k on are dropped. start_pos may rewind
+        (rebuild after acceptance) but not skip: start_pos <= state.mtp_length.
         Returns (logits float32 (k, n_vocab), hm float32 (k, n_embd)).
         """
         mtp = self.mtp
@@ -190,6 +192,7 @@ class Qwen35Model(ModelBase):
         h = rmsnorm(np.asarray(hidden, dtype=F32), mtp.hnorm, eps)
         x = mtp.eh_proj(np.concatenate([e, h], axis=1))  # embedding first
         pos = np.arange(start_pos, start_pos + n)
+        state.mtp_length = start_pos  # entries from here on are being rewritten
         x = mtp.block(x, pos, state.mtp, eps)
         state.mtp_length = start_pos + n
         hm = rmsnorm(x, mtp.head_norm, eps)
