@@ -3,42 +3,51 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 F32 = np.float32
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
-def _attend(q, k_cache, v_cache, positions, scale, window, out):  # pragma: no cover
+def _attend_body(q, k_cache, v_cache, positions, scale, window, probs, out):  # pragma: no cover
+    """One (token, head) pair per loop step; probs: float32 scratch (n_tok * n_head, L)."""
     n_tok, n_head, hd_k = q.shape
-    n_kv, n_ctx, hd_v = v_cache.shape
+    n_kv, _, hd_v = v_cache.shape
     group = n_head // n_kv
-    probs = np.empty(n_ctx, dtype=np.float32)
-    for t in range(n_tok):
+    for th in prange(n_tok * n_head):
+        t, h = th // n_head, th % n_head
+        g = h // group
         p = positions[t]
         lo = max(0, p - window + 1) if window > 0 else 0
-        for h in range(n_head):
-            g = h // group
-            top = -np.inf
-            for j in range(lo, p + 1):
-                s = np.float32(0.0)
-                for i in range(hd_k):
-                    s += q[t, h, i] * k_cache[g, j, i]
-                s *= scale
-                probs[j] = s
-                top = max(top, s)
-            total = 0.0
-            for j in range(lo, p + 1):
-                e = np.exp(probs[j] - top)
-                probs[j] = e
-                total += e
-            inv = np.float32(1.0 / total)
+        row = probs[th]
+        top = np.float32(-np.inf)
+        for j in range(lo, p + 1):
+            s = np.float32(0.0)
+            for i in range(hd_k):
+                s += q[t, h, i] * k_cache[g, j, i]
+            s *= scale
+            row[j - lo] = s
+            top = max(top, s)
+        total = 0.0  # float64 sum of the exponentials (as ggml's softmax)
+        for j in range(p + 1 - lo):
+            e = np.exp(row[j] - top)
+            row[j] = e
+            total += e
+        inv = np.float32(1.0 / total)
+        for i in range(hd_v):
+            out[t, h, i] = 0.0
+        for j in range(p + 1 - lo):
+            w = row[j] * inv
             for i in range(hd_v):
-                out[t, h, i] = 0.0
-            for j in range(lo, p + 1):
-                w = probs[j] * inv
-                for i in range(hd_v):
-                    out[t, h, i] += w * v_cache[g, j, i]
+                out[t, h, i] += w * v_cache[g, lo + j, i]
+
+
+# One source, two builds: serial for small problems (no thread start-up), parallel over
+# (token, head) pairs for long contexts and verify batches. Each pair is computed by the
+# same loops either way, so the bits do not depend on the build or on the batch.
+_FLAGS = {"cache": True, "fastmath": {"reassoc", "contract"}}
+_attend_serial = njit(**_FLAGS)(_attend_body)
+_attend_parallel = njit(parallel=True, **_FLAGS)(_attend_body)
+PARALLEL_MIN_MACS = 1 << 20  # q.k and p.v multiply-adds from which threads pay off
 
 
 def attend(
@@ -62,7 +71,12 @@ def attend(
     depend on how many tokens came with it.
     """
     q = np.ascontiguousarray(q, dtype=F32)
-    out = np.empty((q.shape[0], q.shape[1], v_cache.shape[2]), dtype=F32)
+    n_tok, n_head, hd_k = q.shape
+    out = np.empty((n_tok, n_head, v_cache.shape[2]), dtype=F32)
     pos = np.ascontiguousarray(positions, dtype=np.int64)
-    _attend(q, k_cache, v_cache, pos, F32(scale), int(window), out)
+    span = int(pos.max()) + 1 if window <= 0 else min(int(pos.max()) + 1, window)
+    probs = np.empty((n_tok * n_head, span), dtype=F32)
+    macs = n_tok * n_head * span * (hd_k + v_cache.shape[2])
+    kernel = _attend_parallel if macs >= PARALLEL_MIN_MACS else _attend_serial
+    kernel(q, k_cache, v_cache, pos, F32(scale), int(window), probs, out)
     return out
