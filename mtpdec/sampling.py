@@ -35,6 +35,9 @@ def check_sampling(temp: float, top_k: int, top_p: float, seed: int | None) -> N
         raise MtpdecError(f"--seed must be in [0, 2^64), got {seed}")
 
 
+_TOP_P_FIRST = 1024  # candidates tried before sorting the whole vocabulary
+
+
 class Sampler:
     """Picks the next token from one row of logits.
 
@@ -85,6 +88,20 @@ class Sampler:
             out[ids] = p
         return out
 
+    def _top_p_candidates(self, x: np.ndarray, top: float) -> np.ndarray:
+        """Token ids by falling probability (ties to the lower id), cut to a prefix that
+        holds at least top_p of the mass: the 1024 largest when they do (no full sort of
+        a 262K vocabulary), else all."""
+        n = min(x.size, _TOP_P_FIRST)
+        kth = np.partition(x, x.size - n)[x.size - n]
+        ids = np.flatnonzero(x >= kth)  # a prefix of the full order, ties included
+        ids = ids[np.argsort(-x[ids], kind="stable")]
+        if ids.size < x.size:
+            mass = np.exp(x[ids] - top).sum() / np.exp(x - top).sum()
+            if mass < self.top_p:
+                ids = np.argsort(-x, kind="stable")
+        return ids
+
     def _support(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(token ids, normalized float64 probabilities) of the tokens that can be picked,
         most likely first when top-k or top-p is set, else in id order."""
@@ -102,9 +119,9 @@ class Sampler:
             ids = np.flatnonzero(x >= kth)
             ids = ids[np.argsort(-x[ids], kind="stable")][: self.top_k]
         elif self.top_p < 1.0:
-            ids = np.argsort(-x, kind="stable")
+            ids = self._top_p_candidates(x, top)
         p = np.exp(x[ids] - top)
-        p /= p.sum()
+        p /= p.sum() if ids.size == x.size or self.top_k else np.exp(x - top).sum()
         if self.top_p < 1.0:
             # keep tokens until the mass before them reaches top_p (at least one)
             keep = int(np.searchsorted(np.cumsum(p), self.top_p, side="left")) + 1

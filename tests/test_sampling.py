@@ -114,3 +114,20 @@ def test_bad_options_name_the_option(kwargs: dict, message: str) -> None:
 def test_non_finite_logits_are_an_error_when_sampling() -> None:
     with pytest.raises(MtpdecError, match="not finite"):
         Sampler(temp=1.0).pick(np.array([0.0, np.nan, np.inf], np.float32))
+
+
+@pytest.mark.parametrize("spread", [8.0, 0.01])  # peaked: top-1024 path; flat: full sort
+def test_top_p_on_a_large_vocabulary_equals_a_full_sort(spread):
+    x = (np.random.default_rng(4).standard_normal(262_144) * spread).astype(np.float32)
+    x[[5, 9]] = x.max()  # a tie at the top goes to the lower id
+    sampler = Sampler(temp=0.7, top_k=0, top_p=0.9, seed=0)
+    z = x.astype(np.float64) / 0.7
+    order = np.argsort(-z, kind="stable")
+    p = np.exp(z[order] - z.max())
+    p /= p.sum()
+    keep = int(np.searchsorted(np.cumsum(p), 0.9, side="left")) + 1
+    want = np.zeros(x.size)
+    want[order[:keep]] = p[:keep] / p[:keep].sum()
+    got = sampler.probs(x)
+    assert np.flatnonzero(got).tolist() == sorted(order[:keep].tolist())
+    assert np.allclose(got, want, rtol=1e-9, atol=1e-15)
