@@ -196,3 +196,17 @@ def test_vocabulary_size_must_match_the_embedding(tmp_path):
     path = write_gguf(tmp_path / "short_vocab.gguf", "gemma3", kv, tensors)
     with pytest.raises(MtpdecError, match="vocabulary has 49 tokens but token_embd.weight has 50"):
         load_model(path)
+
+
+@pytest.mark.parametrize("name", ["qwen_tiny", "gemma_tiny"])
+def test_long_prompts_run_in_chunks(request, name, monkeypatch):
+    """With 4-token chunks every chunk takes the kernel path: the rows equal single tokens."""
+    import mtpdec.models.base as base
+
+    model = request.getfixturevalue(name)
+    ids = _ids(model)
+    ref = _one_at_a_time(model, ids)
+    monkeypatch.setattr(base, "PREFILL_CHUNK", 4)
+    state = model.new_state(64)
+    assert np.array_equal(model.forward(ids, 0, state), ref)
+    assert state.length == len(ids) and not state.broken

@@ -98,6 +98,26 @@ def check_position(start_pos: int, k: int, state: ModelState) -> None:
         raise MtpdecError(f"{start_pos + k} tokens exceed the context of {state.n_ctx}")
 
 
+PREFILL_CHUNK = 512  # tokens per trunk pass: bounds the activations of long prompts
+
+
+def run_in_chunks(
+    tokens: np.ndarray,
+    start_pos: int,
+    state: Any,
+    run: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """``run(tokens, positions) -> rows`` over chunks of at most PREFILL_CHUNK tokens, each
+    inside ``state.advancing``; the rows of all chunks, concatenated."""
+    outs = []
+    for at in range(0, len(tokens), PREFILL_CHUNK):
+        part = tokens[at : at + PREFILL_CHUNK]
+        pos = np.arange(start_pos + at, start_pos + at + len(part))
+        with state.advancing(len(part)):
+            outs.append(run(part, pos))
+    return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+
 def embed_rows(table: Tensor, ids: np.ndarray) -> np.ndarray:
     """float32 (k, n_embd) rows ``ids`` of an embedding table Tensor (n_vocab, n_embd)."""
     raw = np.ascontiguousarray(table.raw[ids])

@@ -17,7 +17,14 @@ from mtpdec.cpu.ops import gelu, rmsnorm
 from mtpdec.loader.config import SLIDING
 from mtpdec.loader.gemma3 import Gemma3Config
 from mtpdec.loader.reader import GGUFFile
-from mtpdec.models.base import ModelBase, check_position, check_tokens, embed_rows, register_model
+from mtpdec.models.base import (
+    ModelBase,
+    check_position,
+    check_tokens,
+    embed_rows,
+    register_model,
+    run_in_chunks,
+)
 from mtpdec.models.layers import (
     Attention,
     AttentionSpec,
@@ -87,12 +94,15 @@ class Gemma3Model(ModelBase):
     ) -> np.ndarray:
         tokens = check_tokens(tokens, self.n_vocab)
         check_position(start_pos, len(tokens), state)
-        pos = np.arange(start_pos, start_pos + len(tokens))
         eps = self.config.rms_eps
-        h = embed_rows(self.embd, tokens) * self.embd_scale
-        with state.advancing(len(tokens)):
+
+        def trunk(part: np.ndarray, pos: np.ndarray) -> np.ndarray:
+            h = embed_rows(self.embd, part) * self.embd_scale
             for layer, cache in zip(self.layers, state.layers):
                 h = layer(h, pos, cache, eps)
+            return h
+
+        h = run_in_chunks(tokens, start_pos, state, trunk)
         if last_only:
             h = h[-1:]
         logits = self.head(rmsnorm(h, self.output_norm, eps))

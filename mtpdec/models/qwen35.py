@@ -13,7 +13,14 @@ from mtpdec.errors import MtpdecError
 from mtpdec.loader.config import ATTENTION, GDN
 from mtpdec.loader.qwen35 import Qwen35Config
 from mtpdec.loader.reader import GGUFFile
-from mtpdec.models.base import ModelBase, check_position, check_tokens, embed_rows, register_model
+from mtpdec.models.base import (
+    ModelBase,
+    check_position,
+    check_tokens,
+    embed_rows,
+    register_model,
+    run_in_chunks,
+)
 from mtpdec.models.gdn import GatedDeltaNet
 from mtpdec.models.layers import (
     Attention,
@@ -143,13 +150,15 @@ class Qwen35Model(ModelBase):
         """The trunk's final-normed hidden ``hn`` float32 (k, n_embd) of each token."""
         tokens = check_tokens(tokens, self.n_vocab)
         check_position(start_pos, len(tokens), state)
-        pos = np.arange(start_pos, start_pos + len(tokens))
         eps = self.config.rms_eps
-        h = embed_rows(self.embd, tokens)
-        with state.advancing(len(tokens)):
+
+        def trunk(part: np.ndarray, pos: np.ndarray) -> np.ndarray:
+            h = embed_rows(self.embd, part)
             for block, layer_state in zip(self.blocks, state.layers):
                 h = block(h, pos, layer_state, eps)
-        return rmsnorm(h, self.output_norm, eps)
+            return rmsnorm(h, self.output_norm, eps)
+
+        return run_in_chunks(tokens, start_pos, state, trunk)
 
     def logits(self, hn: np.ndarray) -> np.ndarray:
         """LM head: float32 (k, n_embd) -> (k, n_vocab)."""
