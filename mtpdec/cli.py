@@ -90,6 +90,12 @@ def generate(
         None, "--ctx", help="Context size in tokens (default: min(4096, training context))."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
+    prefill_mib: int = typer.Option(
+        2048,
+        "--prefill-mib",
+        help="RAM for dequantized fp32 weights that speed up long prompts (0 = none; "
+        "used only when all of the model's matrices fit).",
+    ),
 ) -> None:
     """Generate text from a prompt: stream it to stdout, timings to stderr."""
     from mtpdec.generate import run_generate
@@ -105,6 +111,7 @@ def generate(
         seed=seed,
         ctx=ctx,
         as_json=json_out,
+        prefill_mib=prefill_mib,
     )
 
 

@@ -79,9 +79,12 @@ def run_generate(
     seed: int | None,
     ctx: int | None,
     as_json: bool,
+    prefill_mib: int = 2048,
 ) -> None:
     """Everything `mtpdec generate` does; MtpdecError for any bad input."""
     text = read_prompt(prompt, prompt_file)
+    if prefill_mib < 0:
+        raise MtpdecError(f"--prefill-mib must be >= 0, got {prefill_mib}")
     if n_predict < 0:
         raise MtpdecError(f"-n/--n-predict must be >= 0, got {n_predict}")
     check_sampling(temp, top_k, top_p, seed)
@@ -95,7 +98,7 @@ def run_generate(
     timings = Timings()
     with _spinner(f"loading {model_path}") as status:
         t0 = time.perf_counter()
-        model = load_model(model_path)
+        model = load_model(model_path, dense_budget_bytes=prefill_mib << 20)
         timings.load_s = time.perf_counter() - t0
         n_ctx = check_ctx(ctx, model.n_ctx_train)
         prompt_ids = model.tokenizer.encode(text)

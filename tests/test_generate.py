@@ -33,7 +33,7 @@ def one_line_error(result, message: str) -> None:
 @pytest.fixture
 def fake(monkeypatch) -> FakeModel:
     model = FakeModel(script=[*TEXT.encode(), EOS, 65, 66])
-    monkeypatch.setattr(mtpdec.models, "load_model", lambda path: model, raising=False)
+    monkeypatch.setattr(mtpdec.models, "load_model", lambda path, **_: model, raising=False)
     return model
 
 

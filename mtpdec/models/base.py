@@ -59,7 +59,8 @@ class Model(Protocol):
     ) -> np.ndarray: ...
 
 
-MODELS: dict[str, Callable[[GGUFFile], Model]] = {}
+MODELS: dict[str, Callable[[GGUFFile, int], Model]] = {}
+DEFAULT_DENSE_BUDGET = 2 << 30  # bytes of fp32 matrix copies for batched prefill
 
 
 def register_model(architecture: str) -> Callable[[Any], Any]:
@@ -166,6 +167,13 @@ class ModelBase:
 
     def linears(self) -> list[Linear]:
         raise NotImplementedError
+
+    def _fit_dense_budget(self) -> None:
+        """Dense prefill weights pay off only when every matrix has them: a budget that
+        cannot hold them all is set to zero (no partial copies costing RAM for little)."""
+        need = sum(4 * lin.w.rows * lin.w.cols for lin in self.linears())
+        if need > self.budget.limit:
+            self.budget.limit = 0
 
     def compile(self, dense: bool = True) -> float:
         """Compile (or load from Numba's disk cache) every kernel this model runs, by

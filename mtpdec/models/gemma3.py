@@ -18,6 +18,7 @@ from mtpdec.loader.config import SLIDING
 from mtpdec.loader.gemma3 import Gemma3Config
 from mtpdec.loader.reader import GGUFFile
 from mtpdec.models.base import (
+    DEFAULT_DENSE_BUDGET,
     ModelBase,
     check_position,
     check_tokens,
@@ -60,7 +61,7 @@ class Gemma3Layer:
 class Gemma3Model(ModelBase):
     """Gemma 3 on the CPU; see ``mtpdec.models.base.Model`` for the contract."""
 
-    def __init__(self, f: GGUFFile, dense_budget_bytes: int = 2 << 30) -> None:
+    def __init__(self, f: GGUFFile, dense_budget_bytes: int = DEFAULT_DENSE_BUDGET) -> None:
         cfg = f.config
         assert isinstance(cfg, Gemma3Config)
         self._load_common(f, dense_budget_bytes)
@@ -80,6 +81,7 @@ class Gemma3Model(ModelBase):
                 window=cfg.sliding_window if sliding else 0,
             )
             self.layers.append(Gemma3Layer(f, il, spec, self.budget))
+        self._fit_dense_budget()
 
     def linears(self) -> list[Linear]:
         return [lin for layer in self.layers for lin in layer.attn.linears() + layer.ffn.linears()]

@@ -14,6 +14,7 @@ from mtpdec.loader.config import ATTENTION, GDN
 from mtpdec.loader.qwen35 import Qwen35Config
 from mtpdec.loader.reader import GGUFFile
 from mtpdec.models.base import (
+    DEFAULT_DENSE_BUDGET,
     ModelBase,
     check_position,
     check_tokens,
@@ -106,7 +107,7 @@ class MtpHead:
 class Qwen35Model(ModelBase):
     """qwen35 on the CPU; see ``mtpdec.models.base.Model`` for the forward contract."""
 
-    def __init__(self, f: GGUFFile, dense_budget_bytes: int = 2 << 30) -> None:
+    def __init__(self, f: GGUFFile, dense_budget_bytes: int = DEFAULT_DENSE_BUDGET) -> None:
         cfg = f.config
         assert isinstance(cfg, Qwen35Config)
         self._load_common(f, dense_budget_bytes)
@@ -123,6 +124,7 @@ class Qwen35Model(ModelBase):
                 raise MtpdecError(f"{f.path}: unexpected qwen35 trunk layer kind {kind!r}")
             self.blocks.append(Block(f, p, mixer, self.budget))
         self.mtp = MtpHead(f, cfg, self.budget, self.head) if cfg.n_mtp else None
+        self._fit_dense_budget()
 
     def linears(self) -> list[Linear]:
         lins = [lin for b in self.blocks for lin in b.linears()]
