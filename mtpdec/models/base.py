@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from mtpdec.tokenizer import Tokenizer
 
 
-class ModelState(Protocol):
+class StateLike(Protocol):
     """Per-sequence state (KV caches, recurrent state) for positions ``0..length-1``."""
 
     n_ctx: int
@@ -50,7 +50,7 @@ class Model(Protocol):
     @property
     def tokenizer(self) -> Tokenizer: ...
 
-    def new_state(self, n_ctx: int) -> ModelState: ...
+    def new_state(self, n_ctx: int) -> StateLike: ...
 
     def compile(self, dense: bool = True) -> float: ...
 
@@ -87,7 +87,7 @@ def check_tokens(tokens: np.ndarray, n_vocab: int) -> np.ndarray:
     return t.astype(np.int32, copy=False)
 
 
-def check_position(start_pos: int, k: int, state: ModelState) -> None:
+def check_position(start_pos: int, k: int, state: StateLike) -> None:
     """``start_pos`` continues the state and the k tokens fit its context."""
     if getattr(state, "broken", False):
         raise MtpdecError("the state was left half-written by a failed forward; make a new one")
@@ -192,7 +192,7 @@ class ModelBase:
     def _warm_extra(self) -> None:
         """Compile kernels that the trunk forward does not run (an MTP head)."""
 
-    def new_state(self, n_ctx: int) -> ModelState:
+    def new_state(self, n_ctx: int) -> StateLike:
         raise NotImplementedError
 
     def forward(

@@ -53,10 +53,6 @@ class Linear:
         self.dense: np.ndarray | None = None
         self._dense_refused = budget is None
 
-    @property
-    def rows(self) -> int:
-        return self.w.shape[0]
-
     def prepare_dense(self) -> bool:
         """Dequantize W once for the dense path if the budget allows; True when ready."""
         if self.dense is None and not self._dense_refused:
@@ -101,6 +97,8 @@ class LinearGroup:
         return [lin for lin, _ in self.parts]
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        """x float32 (k, cols) -> [float32 (k, rows_i)] per matrix, in the given order
+        (column slices of one fused output where matrices were fused)."""
         outs: list[np.ndarray] = []
         for lin, spans in self.parts:
             y = lin(x)
@@ -127,6 +125,7 @@ def vector(f: GGUFFile, name: str) -> np.ndarray:
 
 
 def linear(f: GGUFFile, name: str, budget: DenseBudget | None) -> Linear:
+    """The Linear map of the file's matrix ``name``."""
     return Linear(f.tensors[name], budget)
 
 
