@@ -45,6 +45,8 @@ class RecurrentState:
 
     s:    float32 (H_v, d, d), transposed delta-rule states (``mtpdec.cpu.gdn``).
     conv: float32 (K-1, C), the last K-1 conv inputs, oldest first.
+    ring_s, ring_conv: (slots, ...) copies of both after each token t < slots of the
+    latest forward, written by the forward itself (speculative.md: rollback is a copy).
     """
 
     def __init__(self, h_v: int, d: int, taps: int, channels: int, slots: int = 0) -> None:
@@ -85,6 +87,7 @@ class ModelState:
     length: int = 0
     mtp_length: int = 0
     broken: bool = False
+    batch_start: int = 0  # length before the latest forward's batch
 
     @contextlib.contextmanager
     def advancing(self, n: int) -> Iterator[None]:
@@ -92,20 +95,41 @@ class ModelState:
         ``length`` moves on when it returns; if it raises, the state is marked broken."""
         self.broken = True
         yield
+        self.batch_start = self.length
         self.length += n
         self.broken = False
+
+    def rollback(self, length: int) -> None:
+        """Keep the first ``length`` positions, where batch_start < length <= length now:
+        attention caches move a position, GDN layers restore the snapshot taken after
+        batch token ``length - batch_start - 1`` (the ring must have that slot)."""
+        if length == self.length:
+            return
+        slot = length - self.batch_start - 1
+        if not self.batch_start < length < self.length:
+            raise MtpdecError(
+                f"can roll back only within the latest batch: {length} is not in "
+                f"{self.batch_start + 1}..{self.length}"
+            )
+        for layer in self.layers:
+            if isinstance(layer, RecurrentState):
+                if slot >= len(layer.ring_s):
+                    raise MtpdecError(f"no snapshot slot {slot} (the ring has {len(layer.ring_s)})")
+                layer.restore(slot)
+        self.length = length
+        self.mtp_length = min(self.mtp_length, length)
 
     @property
     def recurrent(self) -> bool:
         return any(isinstance(layer, RecurrentState) for layer in self.layers)
 
     def truncate(self, length: int) -> None:
-        """Forget positions from ``length`` on (attention-only states; recurrent state
-        rolls back through ``RecurrentState.restore`` instead)."""
+        """Forget positions from ``length`` on (attention-only states; states with GDN
+        layers roll back within the latest batch through ``rollback``)."""
         if not 0 <= length <= self.length:
             raise MtpdecError(f"cannot truncate a state of length {self.length} to {length}")
         if length != self.length and self.recurrent:
-            raise MtpdecError("recurrent (GDN) state cannot be truncated; restore a snapshot")
+            raise MtpdecError("recurrent (GDN) state cannot be truncated; use rollback")
         self.length = length
         self.mtp_length = min(self.mtp_length, length)
 

@@ -219,3 +219,32 @@ def test_dense_prefill_needs_room_for_every_matrix(tmp_path_factory):
         model = load_model(path, dense_budget_bytes=budget)
         model.compile(dense=True)
         assert all((lin.dense is not None) == dense for lin in model.linears()), budget
+
+
+@pytest.mark.parametrize("keep", [1, 2, 3])
+def test_rollback_after_a_verify_batch(qwen_tiny, keep):
+    """A 4-token batch, then rolling back to its first ``keep`` tokens (GDN snapshot ring,
+    conv state included) continues exactly like a state that only saw those tokens."""
+    m, ids = qwen_tiny, _ids(qwen_tiny)
+    state = m.new_state(32, snapshot_slots=3)
+    m.forward(ids[:5], 0, state)
+    m.forward(ids[5:9], 5, state)
+    state.rollback(5 + keep)
+    got = m.forward(ids[9:12], 5 + keep, state)
+    ref = m.new_state(32)
+    m.forward(ids[:5], 0, ref)
+    m.forward(ids[5 : 5 + keep], 5, ref)
+    assert np.array_equal(got, m.forward(ids[9:12], 5 + keep, ref))
+
+
+def test_rollback_limits(qwen_tiny):
+    m, ids = qwen_tiny, _ids(qwen_tiny)
+    state = m.new_state(32, snapshot_slots=2)
+    m.forward(ids[:4], 0, state)
+    with pytest.raises(MtpdecError, match="only within the latest batch"):
+        state.rollback(0)
+    with pytest.raises(MtpdecError, match="no snapshot slot 2"):
+        state.rollback(3)
+    state.rollback(4)  # nothing to undo
+    state.rollback(2)
+    assert state.length == 2

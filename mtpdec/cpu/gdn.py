@@ -16,30 +16,36 @@ F32 = np.float32
 
 
 @njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _delta_rule_token(m, q, k, v, g, beta, scale, out):  # pragma: no cover - compiled
-    """One token through every value head; updates m in place.
+def _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring):  # pragma: no cover
+    """Tokens one after another through every value head; m updated in place.
 
-    m: float32 (H_v, d, d) transposed states; q, k: float32 (H_k, d) (l2-normalised);
-    v: float32 (H_v, d); g, beta: float32 (H_v,); out: float32 (H_v, d).
-    Value head h reads key head h % H_k.
+    m: float32 (H_v, d, d) transposed states; q, k: float32 (n, H_k, d) (l2-normalised);
+    v: float32 (n, H_v, d); g, beta: float32 (n, H_v); out: float32 (n, H_v, d);
+    ring: float32 (slots, H_v, d, d): the state after token t goes to ring[t] for
+    t < slots. Value head h reads key head h % H_k. Heads run in parallel, each one
+    walks all tokens with its 64 KB state in cache.
     """
-    h_v, d = v.shape
-    h_k = q.shape[0]
+    n, h_v, d = v.shape
+    h_k = q.shape[1]
+    slots = ring.shape[0]
     for h in prange(h_v):
         kh = h % h_k
-        decay = np.float32(np.exp(g[h]))
-        for j in range(d):
-            row = m[h, j]
-            acc = np.float32(0.0)
-            for i in range(d):
-                row[i] = row[i] * decay
-                acc += row[i] * k[kh, i]
-            delta = (v[h, j] - acc) * beta[h]
-            o = np.float32(0.0)
-            for i in range(d):
-                row[i] = row[i] + delta * k[kh, i]
-                o += row[i] * q[kh, i]
-            out[h, j] = o * scale
+        for t in range(n):
+            decay = np.float32(np.exp(g[t, h]))
+            for j in range(d):
+                row = m[h, j]
+                acc = np.float32(0.0)
+                for i in range(d):
+                    row[i] = row[i] * decay
+                    acc += row[i] * k[t, kh, i]
+                delta = (v[t, h, j] - acc) * beta[t, h]
+                o = np.float32(0.0)
+                for i in range(d):
+                    row[i] = row[i] + delta * k[t, kh, i]
+                    o += row[i] * q[t, kh, i]
+                out[t, h, j] = o * scale
+            if t < slots:
+                ring[t, h] = m[h]
 
 
 def delta_rule(
@@ -49,20 +55,24 @@ def delta_rule(
     v: np.ndarray,
     g: np.ndarray,
     beta: np.ndarray,
+    ring: np.ndarray | None = None,
 ) -> np.ndarray:
     """Run tokens through the gated delta rule one after another; m updated in place.
 
     m: float32 (H_v, d, d) transposed state (``M[h, j, i] = S_h[i, j]``).
     q, k: float32 (n, H_k, d), l2-normalised; v: float32 (n, H_v, d);
     g (log decay, < 0), beta: float32 (n, H_v).
+    ring: optional float32 (slots, H_v, d, d); ring[t] receives the state after token t
+    (t < slots), for rollback after a verify.
     Per token: S = exp(g) S; u = beta (v - S^T k); S += k u^T; o = S^T q / sqrt(d).
     Returns o float32 (n, H_v, d).
     """
     n, h_v, d = v.shape
     out = np.empty((n, h_v, d), dtype=F32)
     scale = F32(1.0 / np.sqrt(np.float32(d)))
-    for t in range(n):
-        _delta_rule_token(m, q[t], k[t], v[t], g[t], beta[t], scale, out[t])
+    if ring is None:
+        ring = np.empty((0, h_v, d, d), dtype=F32)
+    _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring)
     return out
 
 
@@ -88,15 +98,24 @@ def _conv(x, state, taps_w, out):  # pragma: no cover - compiled
             state[past - keep + r, c] = x[n - keep + r, c]
 
 
-def causal_conv_silu(x: np.ndarray, conv_state: np.ndarray, taps_w: np.ndarray) -> np.ndarray:
+def causal_conv_silu(
+    x: np.ndarray, conv_state: np.ndarray, taps_w: np.ndarray, ring: np.ndarray | None = None
+) -> np.ndarray:
     """SiLU of the depthwise causal conv over time; conv_state updated in place.
 
     x: float32 (n, C) new inputs; conv_state: float32 (K-1, C), the previous K-1 inputs
     (oldest first); taps_w: float32 (K, C), ``ssm_conv1d`` transposed: the last tap
-    multiplies the current input. Returns float32 (n, C): silu(sum_j taps_w[j, c] *
-    seq[t + j, c]) over seq = conv_state ++ x, summed tap by tap in order.
+    multiplies the current input. ring: optional float32 (slots, K-1, C); ring[t]
+    receives the conv state after token t (t < slots). Returns float32 (n, C):
+    silu(sum_j taps_w[j, c] * seq[t + j, c]) over seq = conv_state ++ x, summed tap by
+    tap in order.
     """
     x = np.ascontiguousarray(x, dtype=F32)
+    if ring is not None and len(ring):
+        past = conv_state.shape[0]
+        seq = np.concatenate([conv_state, x])
+        for t in range(min(len(ring), len(x))):
+            ring[t] = seq[t + 1 : t + 1 + past]
     out = np.empty_like(x)
     _conv(x, conv_state, taps_w, out)
     return silu(out)

@@ -46,13 +46,13 @@ class GatedDeltaNet:
         c, n = self.cfg, x.shape[0]
         d, h_k, h_v = c.ssm_state_size, c.ssm_group_count, c.ssm_time_step_rank
         qkv, z, b, a = self.w_in(x)
-        mixed = causal_conv_silu(qkv, state.conv, self.conv_taps)
+        mixed = causal_conv_silu(qkv, state.conv, self.conv_taps, state.ring_conv)
         q = l2norm(mixed[:, : c.key_dim].reshape(n, h_k, d), c.rms_eps)
         k = l2norm(mixed[:, c.key_dim : 2 * c.key_dim].reshape(n, h_k, d), c.rms_eps)
         v = np.ascontiguousarray(mixed[:, 2 * c.key_dim :].reshape(n, h_v, d))
         beta = sigmoid(np.ascontiguousarray(b))
         g = (softplus(a + self.dt_bias) * self.a).astype(F32)
-        o = delta_rule(state.s, q, k, v, g, beta)
+        o = delta_rule(state.s, q, k, v, g, beta, state.ring_s)
         z = z.reshape(n, h_v, d)
         y = silu(z, rmsnorm(o, self.norm, c.rms_eps))
         return self.wout(y.reshape(n, h_v * d))
