@@ -113,7 +113,12 @@ def run_generate(
         timings.compile_s = model.compile(dense=len(prompt_ids) >= DENSE_MIN_ROWS)
 
     sampler = Sampler(temp, top_k, top_p, seed)
-    state = model.new_state(n_ctx)
+    try:
+        state = model.new_state(n_ctx)
+    except MemoryError:
+        raise MtpdecError(
+            f"no memory for the state of a {n_ctx}-token context; lower --ctx"
+        ) from None
     out_ids: list[int] = []
     stop = None
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
