@@ -78,24 +78,30 @@ def delta_rule(
 
 @njit(cache=True)
 def _conv(x, state, taps_w, out):  # pragma: no cover - compiled
-    """x (n, C), state (K-1, C), taps_w (K, C) float32; out (n, C) = the conv."""
+    """x (n, C), state (K-1, C), taps_w (K, C) float32; out (n, C) = the conv.
+
+    Each output element is (w0 s0) + w1 s1 + ... in tap order; the channel loop is the
+    inner one (contiguous rows), which changes nothing per element.
+    """
     n, channels = x.shape
     past = state.shape[0]
     for t in range(n):
-        for c in range(channels):
-            acc = np.float32(0.0)
-            for j in range(past + 1):
-                src = t + j  # index into state ++ x
-                v = state[src, c] if src < past else x[src - past, c]
-                acc = acc + taps_w[j, c] * v if j else taps_w[j, c] * v
-            out[t, c] = acc
+        o = out[t]
+        for j in range(past + 1):
+            src = t + j  # index into state ++ x
+            row = state[src] if src < past else x[src - past]
+            w = taps_w[j]
+            if j == 0:
+                for c in range(channels):
+                    o[c] = w[c] * row[c]
+            else:
+                for c in range(channels):
+                    o[c] = o[c] + w[c] * row[c]
     keep = min(past, n)
     for r in range(past - keep):  # older state rows shift up
-        for c in range(channels):
-            state[r, c] = state[r + keep, c]
+        state[r] = state[r + keep]
     for r in range(keep):
-        for c in range(channels):
-            state[past - keep + r, c] = x[n - keep + r, c]
+        state[past - keep + r] = x[n - keep + r]
 
 
 def causal_conv_silu(
