@@ -35,10 +35,6 @@ class KVCache:
         self.k[:, start : start + n] = k.transpose(1, 0, 2)
         self.v[:, start : start + n] = v.transpose(1, 0, 2)
 
-    @property
-    def nbytes(self) -> int:
-        return self.k.nbytes + self.v.nbytes
-
 
 class RecurrentState:
     """State of one Gated-DeltaNet layer, with a ring of snapshot slots.
@@ -55,19 +51,10 @@ class RecurrentState:
         self.ring_s = np.zeros((slots, h_v, d, d), dtype=F32)
         self.ring_conv = np.zeros((slots, taps - 1, channels), dtype=F32)
 
-    def snapshot(self, slot: int) -> None:
-        """Copy the current state into ring slot ``slot``."""
-        self.ring_s[slot] = self.s
-        self.ring_conv[slot] = self.conv
-
     def restore(self, slot: int) -> None:
         """Make ring slot ``slot`` the current state."""
         self.s[...] = self.ring_s[slot]
         self.conv[...] = self.ring_conv[slot]
-
-    @property
-    def nbytes(self) -> int:
-        return self.s.nbytes + self.conv.nbytes + self.ring_s.nbytes + self.ring_conv.nbytes
 
 
 @dataclass
@@ -132,8 +119,3 @@ class ModelState:
             raise MtpdecError("recurrent (GDN) state cannot be truncated; use rollback")
         self.length = length
         self.mtp_length = min(self.mtp_length, length)
-
-    @property
-    def nbytes(self) -> int:
-        total = sum(layer.nbytes for layer in self.layers)
-        return total + (self.mtp.nbytes if self.mtp is not None else 0)

@@ -214,7 +214,7 @@ def test_long_prompts_run_in_chunks(request, name, monkeypatch):
 
 def test_dense_prefill_needs_room_for_every_matrix(tmp_path_factory):
     path = _synth(tmp_path_factory, "budget")
-    need = sum(4 * lin.w.rows * lin.w.cols for lin in load_model(path).linears())
+    need = sum(lin.dense_nbytes for lin in load_model(path).linears())
     for budget, dense in ((need - 1, False), (need, True)):
         model = load_model(path, dense_budget_bytes=budget)
         model.compile(dense=True)

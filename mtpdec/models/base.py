@@ -171,7 +171,7 @@ class ModelBase:
     def _fit_dense_budget(self) -> None:
         """Dense prefill weights pay off only when every matrix has them: a budget that
         cannot hold them all is set to zero (no partial copies costing RAM for little)."""
-        need = sum(4 * lin.w.rows * lin.w.cols for lin in self.linears())
+        need = sum(lin.dense_nbytes for lin in self.linears())
         if need > self.budget.limit:
             self.budget.limit = 0
 

@@ -50,7 +50,7 @@ class GatedDeltaNet:
         q = l2norm(mixed[:, : c.key_dim].reshape(n, h_k, d), c.rms_eps)
         k = l2norm(mixed[:, c.key_dim : 2 * c.key_dim].reshape(n, h_k, d), c.rms_eps)
         v = np.ascontiguousarray(mixed[:, 2 * c.key_dim :].reshape(n, h_v, d))
-        beta = sigmoid(np.ascontiguousarray(b))
+        beta = sigmoid(b)
         g = (softplus(a + self.dt_bias) * self.a).astype(F32)
         o = delta_rule(state.s, q, k, v, g, beta, state.ring_s)
         z = z.reshape(n, h_v, d)

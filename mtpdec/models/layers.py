@@ -53,11 +53,15 @@ class Linear:
         self.dense: np.ndarray | None = None
         self._dense_refused = budget is None
 
+    @property
+    def dense_nbytes(self) -> int:
+        """Bytes of W's float32 copy for the dense path."""
+        return 4 * self.w.rows * self.w.cols
+
     def prepare_dense(self) -> bool:
         """Dequantize W once for the dense path if the budget allows; True when ready."""
         if self.dense is None and not self._dense_refused:
-            nbytes = 4 * self.w.rows * self.w.cols
-            if self.budget is not None and self.budget.take(nbytes):
+            if self.budget is not None and self.budget.take(self.dense_nbytes):
                 self.dense = np.ascontiguousarray(dequantize(self.w))
             else:
                 self._dense_refused = True
