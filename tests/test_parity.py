@@ -290,7 +290,7 @@ def test_greedy_matches_llama_cpp(model_run: ModelRun):
     )
     print(f"\n{text}")
     if c.min_greedy is None:
-        return
+        pytest.skip(f"{model_run.case.name}: random weights give near-tied logits; {text}")
     need = math.ceil(c.min_greedy * len(runs))
     assert n_same >= need, f"fewer than {need} equal: {text}"
     not_ties = [name for name, j, d in differ if d.gap[j] > c.tie_factor * d.noise[j]]
