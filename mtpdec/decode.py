@@ -82,7 +82,7 @@ def decode_plain(
     plain = (False,)
 
     t0 = time.perf_counter()
-    logits = model.forward(prompt, 0, state, last_only=True)
+    logits = model.forward(prompt, 0, state, last_only=True, prefill=True)
     if n_predict == 0:
         yield Step(True, prompt.size, (), (), time.perf_counter() - t0, STOP_N_PREDICT)
         return

@@ -64,7 +64,9 @@ class FakeModel:
     n_vocab: int = N_VOCAB
     fed: list[int] = field(default_factory=list)  # every token fed, in order
     calls: list[int] = field(default_factory=list)  # tokens per forward
+    prefills: list[bool] = field(default_factory=list)  # the prefill flag of each forward
     compiled: bool = False
+    activations: str = "q8"
 
     def __post_init__(self) -> None:
         self.tokenizer = FakeTokenizer()
@@ -82,7 +84,12 @@ class FakeModel:
         return FakeState(n_ctx)
 
     def forward(
-        self, tokens: np.ndarray, start_pos: int, state: FakeState, last_only: bool = False
+        self,
+        tokens: np.ndarray,
+        start_pos: int,
+        state: FakeState,
+        last_only: bool = False,
+        prefill: bool = False,
     ) -> np.ndarray:
         assert tokens.dtype == np.int32 and tokens.ndim == 1
         if start_pos != state.length:
@@ -93,6 +100,7 @@ class FakeModel:
             self._prompt_len = tokens.size
         self.fed.extend(int(t) for t in tokens)
         self.calls.append(int(tokens.size))
+        self.prefills.append(prefill)
         state.length += tokens.size
         if self.clock is not None:
             self.clock.advance(self.cost(tokens.size))

@@ -34,6 +34,7 @@ def test_stops_after_n_predict_tokens() -> None:
     assert [s.stop for s in steps] == [None, None, None, STOP_N_PREDICT]
     # the last token is never fed: n_predict tokens cost 1 prefill + n_predict - 1 forwards
     assert model.calls == [3, 1, 1, 1]
+    assert model.prefills == [True, False, False, False]  # batched numerics: the prompt only
     assert model.fed == PROMPT + [10, 11, 12]
     assert all(s.from_draft == (False,) for s in steps)
 
@@ -108,8 +109,8 @@ def test_needs_a_fresh_state() -> None:
 
 def test_sampled_decoding_feeds_back_what_it_emitted() -> None:
     class Noisy(FakeModel):
-        def forward(self, tokens, start_pos, state, last_only=False):  # type: ignore[override]
-            super().forward(tokens, start_pos, state, last_only)
+        def forward(self, tokens, start_pos, state, last_only=False, prefill=False):  # type: ignore[override]
+            super().forward(tokens, start_pos, state, last_only, prefill)
             rng = np.random.default_rng(state.length)
             return rng.standard_normal((1, self.n_vocab)).astype(np.float32)
 

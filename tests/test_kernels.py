@@ -1,4 +1,5 @@
-"""The n-input MatVec kernels against float64 numpy on gguf's dequantized weights."""
+"""The float (``activations="f32"``) n-input MatVec kernels against float64 numpy on gguf's
+dequantized weights; the integer kernels are tested in test_int_kernels.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from mtpdec import MtpdecError, matvec
-from mtpdec.cpu.matvec import group_widths
+from mtpdec.cpu.matvec import INT_WIDTHS, group_widths
 from mtpdec.quants.pack import random_blocks
 from mtpdec.quants.types import SUPPORTED, GGMLType, block_size
 from mtpdec.tensor import Tensor
@@ -38,7 +39,7 @@ def test_matches_float64_reference(t: GGMLType) -> None:
     w = random_weight(t, rng)
     x = rng.standard_normal((8, COLS)).astype(np.float32)
     ref = oracle(w, x)
-    got = matvec(w, x)
+    got = matvec(w, x, activations="f32")
     assert got.shape == (8, ROWS) and got.dtype == np.float32
     rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
     assert rel <= 1e-5, f"{t.name}: relative error {rel:.2e}"
@@ -53,12 +54,12 @@ def test_rows_bitwise_identical_across_n_and_position(t: GGMLType) -> None:
     rng = np.random.default_rng(100 + int(t))
     w = random_weight(t, rng)
     x = rng.standard_normal((8, COLS)).astype(np.float32)
-    alone = np.stack([matvec(w, x[i]) for i in range(8)]).view(np.uint32)
+    alone = np.stack([matvec(w, x[i], activations="f32") for i in range(8)]).view(np.uint32)
     for n in range(1, 9):
         for start in range(0, 9 - n):
-            got = matvec(w, x[start : start + n]).view(np.uint32)
+            got = matvec(w, x[start : start + n], activations="f32").view(np.uint32)
             assert np.array_equal(got, alone[start : start + n]), f"{t.name} n={n} start={start}"
-    reversed_order = matvec(w, x[::-1]).view(np.uint32)
+    reversed_order = matvec(w, x[::-1], activations="f32").view(np.uint32)
     assert np.array_equal(reversed_order, alone[::-1])
 
 
@@ -70,15 +71,24 @@ def test_group_widths_cover_n_with_padding_only_for_three() -> None:
     assert group_widths(11) == [4, 4, 4]
 
 
+def test_integer_group_widths_pad_to_the_next_kernel() -> None:
+    assert group_widths(3, INT_WIDTHS) == [4]
+    assert group_widths(5, INT_WIDTHS) == [8]
+    assert group_widths(8, INT_WIDTHS) == [8]
+    assert group_widths(9, INT_WIDTHS) == [8, 1]
+    assert group_widths(15, INT_WIDTHS) == [8, 8]
+
+
 def test_one_dimensional_input_and_out_buffer() -> None:
     rng = np.random.default_rng(7)
     w = random_weight(GGMLType.Q4_K, rng)
     x = rng.standard_normal(COLS).astype(np.float32)
-    y = matvec(w, x)
-    assert y.shape == (ROWS,)
-    out = np.empty((1, ROWS), dtype=np.float32)
-    assert matvec(w, x[None], out=out) is out
-    assert np.array_equal(out[0], y)
+    for mode in ("q8", "f32"):
+        y = matvec(w, x, activations=mode)
+        assert y.shape == (ROWS,)
+        out = np.empty((1, ROWS), dtype=np.float32)
+        assert matvec(w, x[None], out=out, activations=mode) is out
+        assert np.array_equal(out[0], y)
 
 
 def test_bad_inputs_raise_user_errors() -> None:
@@ -91,6 +101,8 @@ def test_bad_inputs_raise_user_errors() -> None:
         matvec(bad, np.zeros(COLS, dtype=np.float32))
     with pytest.raises(MtpdecError, match="out must be"):
         matvec(w, np.zeros((2, COLS), dtype=np.float32), out=np.empty((3, ROWS), np.float32))
+    with pytest.raises(MtpdecError, match="unknown activations 'int4'"):
+        matvec(w, np.zeros(COLS, dtype=np.float32), activations="int4")
 
 
 @pytest.mark.parametrize("rows_per_step", [2, 4])

@@ -1,4 +1,5 @@
-"""Parity of mtpdec's forward pass with llama.cpp, recorded live at test time.
+"""Parity of mtpdec's forward pass with llama.cpp, and both engines' accuracy against a
+float64 forward over the same dequantized weights, recorded live at test time.
 
 llama.cpp's token ids, teacher-forced logits and greedy continuations come from
 ``scripts/llama_reference.py`` (run once per model per session, into a temporary
@@ -10,32 +11,27 @@ directory). mtpdec is fed llama.cpp's own ids, so its tokenizer does not matter 
 - a qwen35-tiny variant with H_k < H_v (2 key heads, 6 value heads: the 27B model's
   1:3 ratio) and 8 query / 2 kv attention heads, another seed.
 
-Per model, one mtpdec run serves every test: the prompt in one ``forward`` (prefill,
-batched for more than 8 tokens), then llama.cpp's greedy continuation one token at a
+Per model, one mtpdec run (default q8 activations) serves the llama.cpp comparisons: the
+prompt in one prefill ``forward``, then llama.cpp's greedy continuation one token at a
 time (decode path). Up to the first step where mtpdec's argmax differs from llama.cpp's
 token, that is exactly mtpdec's own free-running greedy decoding; after it, the run is
-teacher-forced with llama.cpp's tokens, so the decode-path logits are compared at every
-step. Prompt rows and decode rows are judged separately, by the case's ``Criteria``:
-Pearson correlation of every logits row, its median, pooled argmax agreement, and that
-each argmax miss is a near-tie (see ``Criteria.tie_factor``).
+teacher-forced with llama.cpp's tokens. Prompt rows and decode rows are judged separately,
+by the case's ``Criteria``: Pearson correlation of every logits row, its median, pooled
+argmax agreement, and that each argmax miss is a near-tie (``Criteria.tie_factor``).
 
-llama.cpp is not exact: it rounds activations to 8 bits before every quantized matmul.
-Against a float64 forward over the same dequantized weights (Gemma: the math of
-tests/test_gemma_reference.py; qwen35: docs/qwen35.md), measured on these prompts,
-llama.cpp's rows correlate at a minimum of 0.9976-0.9993 per prompt on Gemma and
-0.9974-0.9997 on the synthetic models (median about 0.99984 there), and its argmax
-differs from the float64 one at 0-13% of positions (random-weight models have
-near-tied logits), while mtpdec's rows correlate at 1.000000 with 100% argmax
-agreement, batched or one token at a time. At each of the three points where Gemma's
-greedy decoding diverged, mtpdec picked the float64 forward's token and llama.cpp did
-not. So the criteria below sit just outside llama.cpp's own measured error, and every
-argmax difference must be a near-tie. For scale, bugs put into the float64 qwen35
-forward moved the median correlation with llama.cpp (H_k < H_v file) to: key heads
-repeat-interleaved 0.975, conv taps reversed 0.843, no 1/sqrt(d) on GDN q 0.996,
-attention gate missing 0.997, ssm_norm eps 1e-5 0.991. Rotary errors (GPT-J pairing,
-wrong base) stay within llama.cpp's noise on random weights (0.99977 / 0.99984); on
-Gemma, whose attention is not near-uniform, they are plain (GPT-J pairing 0.899,
-local and global bases swapped 0.986, against 0.999 without a bug).
+Neither engine is exact: both round activations to 8 bits before every quantized matmul
+(mtpdec with a scale per 128 values where llama.cpp has one per 256, see
+``mtpdec.quants.activations``; llama.cpp also keeps its KV cache in fp16), and the
+rounding error is a chaotic function of the inputs, so the two engines part by about the
+sum of their own errors. ``test_accuracy_against_float64`` holds each engine against the
+float64 forward (tests/gemma_reference.py, tests/qwen35_reference.py) over the same
+tokens: mtpdec-q8 must be at least as close as llama.cpp, mtpdec-f32 exact. For scale,
+bugs put into the float64 qwen35 forward moved the median correlation with llama.cpp
+(H_k < H_v file) to: key heads repeat-interleaved 0.975, conv taps reversed 0.843, no
+1/sqrt(d) on GDN q 0.996, attention gate missing 0.997, ssm_norm eps 1e-5 0.991. Rotary
+errors (GPT-J pairing, wrong base) stay within llama.cpp's noise on random weights
+(0.99977 / 0.99984); on Gemma, whose attention is not near-uniform, they are plain (GPT-J
+pairing 0.899, local and global bases swapped 0.986, against 0.999 without a bug).
 
 Run ``pytest tests/test_parity.py -s`` to see the per-model figures.
 """
@@ -93,12 +89,13 @@ class Criteria:
     min_greedy: float | None
 
 
-# Measured mtpdec against llama.cpp (see the module docstring for why they differ):
-# qwen35 synth: min 0.99739, medians 0.99984, argmax 95.6-97.7%, misses up to 3.9 x noise;
-# Gemma: min 0.99615, medians 0.99912-0.99920, argmax 95.7% (prompt) / 98.8% (decode),
-# greedy 5/8 with every divergence a near-tie that the float64 forward decides for mtpdec.
-SYNTH = Criteria(0.995, 0.9995, 0.93, 5.0, None)
-GEMMA = Criteria(0.995, 0.998, 0.93, 5.0, 0.5)
+# Measured mtpdec-q8 against llama.cpp (see the module docstring for why they differ):
+# qwen35 synth: min 0.99771, medians 0.99980-0.99981, argmax 94.6-97.7%, misses up to
+# 3.7 x noise; Gemma: min 0.99416, medians 0.99892-0.99902, argmax 97.0% (prompt) / 98.4%
+# (decode), greedy 5/8 with every divergence a near-tie. Against float64, llama.cpp's own
+# minimum is 0.9955 on Gemma and 0.9974 on the synth files: the bars allow both errors.
+SYNTH = Criteria(0.995, 0.9995, 0.92, 5.0, None)
+GEMMA = Criteria(0.99, 0.998, 0.93, 5.0, 0.5)
 
 
 @dataclass(frozen=True)
@@ -177,13 +174,68 @@ class PromptRun:
 
 
 @dataclass
+class Accuracy:
+    """One engine's logits rows against the float64 forward over the same tokens (every
+    prompt row and every decode row), pooled over prompts: Pearson correlation per row
+    and whether the row's argmax is the float64 argmax."""
+
+    corr: list[float]
+    agree: list[bool]
+
+    def add(self, rows: np.ndarray, exact: np.ndarray) -> None:
+        stats = compare_rows(rows, exact)
+        self.corr += stats.corr.tolist()
+        self.agree += stats.agree.tolist()
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.corr))
+
+    @property
+    def top1(self) -> float:
+        return float(np.mean(self.agree))
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name:>10}: correlation min {min(self.corr):.6f}, median {self.median:.6f}; "
+            f"top-1 agreement {self.top1:.2%} of {len(self.agree)} rows"
+        )
+
+
+@dataclass
 class ModelRun:
-    """A case's mtpdec model, its per-prompt runs and llama.cpp's (name, text, ids)."""
+    """A case's mtpdec model, its per-prompt runs, llama.cpp's (name, text, ids), and
+    each engine's Accuracy against the float64 forward (``llama.cpp``, ``mtpdec-q8``,
+    ``mtpdec-f32``)."""
 
     case: Case
     model: object
     prompts: list[PromptRun]
     tokenized: list[tuple[str, str, list[int]]]
+    accuracy: dict[str, Accuracy]
+
+
+def _sequence_rows(model, ref) -> np.ndarray:
+    """mtpdec's rows over the prompt and llama.cpp's continuation, as ``_run_prompt``
+    computes them (prompt in one prefill forward, then one token at a time)."""
+    ids, cont = ref.ids, ref.cont_ids
+    state = model.new_state(len(ids) + len(cont))
+    rows = [model.forward(ids, 0, state, prefill=True)]
+    rows += [model.forward(cont[j : j + 1], len(ids) + j, state) for j in range(len(cont) - 1)]
+    return np.concatenate(rows)
+
+
+def _float64_reference(case: Case, request, path: Path, model):
+    """tokens -> float64 logits rows of the float64 forward of the case's model."""
+    if case.synth is None:
+        from tests.gemma_reference import GemmaReference
+
+        ref = GemmaReference(request.getfixturevalue("gemma_ref"), model.config)
+        return ref.logits
+    from tests.qwen35_reference import Qwen35Reference
+
+    ref = Qwen35Reference(path)
+    return lambda tokens: ref.trunk(tokens)[0]
 
 
 def _run_prompt(model, ref) -> PromptRun:
@@ -191,7 +243,7 @@ def _run_prompt(model, ref) -> PromptRun:
     n, m = len(ids), len(cont)
     assert ref.cont_logits is not None and len(ref.cont_logits) == m
     state = model.new_state(n + m)
-    logits = model.forward(ids, 0, state)
+    logits = model.forward(ids, 0, state, prefill=True)
     assert logits.shape == ref.logits.shape, (logits.shape, ref.logits.shape)
     rows = [logits[-1]]
     for j in range(1, m):
@@ -234,8 +286,18 @@ def model_run(request, tmp_path_factory) -> ModelRun:
     tokenized = [(r.name, r.prompt, r.ids.tolist()) for r in refs]
     del refs
     model = load_model(path)
-    runs = [_run_prompt(model, ref_script.load_reference(p)) for p in files]
-    return ModelRun(case, model, runs, tokenized)
+    exact = load_model(path, activations="f32")
+    float64 = _float64_reference(case, request, path, model)
+    accuracy = {name: Accuracy([], []) for name in ("llama.cpp", "mtpdec-q8", "mtpdec-f32")}
+    runs = []
+    for p in files:
+        ref = ref_script.load_reference(p)
+        runs.append(_run_prompt(model, ref))
+        want = float64(np.concatenate([ref.ids, ref.cont_ids[:-1]]).tolist())
+        accuracy["llama.cpp"].add(np.concatenate([ref.logits, ref.cont_logits[1:]]), want)
+        accuracy["mtpdec-q8"].add(_sequence_rows(model, ref), want)
+        accuracy["mtpdec-f32"].add(_sequence_rows(exact, ref), want)
+    return ModelRun(case, model, runs, tokenized, accuracy)
 
 
 def _check_rows(run: ModelRun, which: str) -> None:
@@ -295,6 +357,19 @@ def test_greedy_matches_llama_cpp(model_run: ModelRun):
     assert n_same >= need, f"fewer than {need} equal: {text}"
     not_ties = [name for name, j, d in differ if d.gap[j] > c.tie_factor * d.noise[j]]
     assert not not_ties, f"divergences that are not near-ties {not_ties}: {text}"
+
+
+def test_accuracy_against_float64(model_run: ModelRun):
+    """The issue-7 bar: against the float64 forward over the same dequantized weights and
+    tokens, mtpdec-q8 is at least as close as llama.cpp (median correlation no lower,
+    top-1 agreement no more than one point lower), and mtpdec-f32 stays exact."""
+    acc = model_run.accuracy
+    text = "\n".join(a.line(name) for name, a in acc.items())
+    print(f"\n{model_run.case.name} against the float64 forward:\n{text}")
+    q8, f32, llama = acc["mtpdec-q8"], acc["mtpdec-f32"], acc["llama.cpp"]
+    assert min(f32.corr) >= 0.99999, text
+    assert q8.median >= llama.median, text
+    assert q8.top1 >= llama.top1 - 0.01, text
 
 
 def test_tokenizer_matches_llama_cpp(model_run: ModelRun):

@@ -1,5 +1,7 @@
 """qwen35 trunk forward (GDN and gated attention layers) against the float64 reference
-of tests/qwen35_reference.py, on synth files with H_k = H_v and with H_k < H_v."""
+of tests/qwen35_reference.py, on synth files with H_k = H_v and with H_k < H_v: exact in
+f32 mode; in q8 mode (activations rounded to 8 bits) within llama.cpp's own distance from
+the reference on such files (correlation 0.9974 and up, test_parity.py)."""
 
 from __future__ import annotations
 
@@ -30,18 +32,24 @@ def synth_file(request, tmp_path_factory):
     return out
 
 
-def _close(got: np.ndarray, want: np.ndarray, what: str) -> None:
+def _close(got: np.ndarray, want: np.ndarray, what: str, activations: str) -> None:
     for pos, (g, r) in enumerate(zip(got, want)):
         corr = np.corrcoef(g, r)[0, 1]
         rel = np.abs(g - r).max() / np.abs(r).max()
-        assert corr > 0.99999 and rel < 1e-4, f"{what} position {pos}: corr {corr}, rel {rel}"
+        if activations == "f32":
+            assert corr > 0.99999 and rel < 1e-4, f"{what} position {pos}: corr {corr}, rel {rel}"
+        else:
+            assert corr > 0.999, f"{what} position {pos}: corr {corr}"
 
 
-def test_trunk_matches_float64_reference(synth_file):
-    model = load_model(synth_file)
+@pytest.mark.parametrize("activations", ["f32", "q8"])
+def test_trunk_matches_float64_reference(synth_file, activations):
+    model = load_model(synth_file, activations=activations)
     ids = np.random.default_rng(4).integers(0, model.n_vocab, 14).astype(np.int32)
     want_logits, want_hn = Qwen35Reference(synth_file).trunk(ids.tolist())
     state = model.new_state(32)
-    hn = np.concatenate([model.hidden(ids[:5], 0, state), model.hidden(ids[5:], 5, state)])
-    _close(hn, want_hn, "hn")
-    _close(model.logits(hn), want_logits, "logits")  # 5 kernel-path rows, then 9 dense rows
+    first = model.hidden(ids[:5], 0, state)  # kernel path
+    rest = model.hidden(ids[5:], 5, state, prefill=True)  # 9 rows: the dense prefill path
+    hn = np.concatenate([first, rest])
+    _close(hn, want_hn, "hn", activations)
+    _close(model.logits(hn), want_logits, "logits", activations)

@@ -150,14 +150,13 @@ def decode_q5_1(b: ir.IRBuilder, p: ir.Value) -> Whole:
 # ---- 256-element K blocks: per-block scales, then an IR loop over steps ------------
 
 
-def _k_scales(b: ir.IRBuilder, p: ir.Value) -> tuple[ir.Value, ir.Value]:
-    """Q4_K/Q5_K: stack arrays [8 x float] of d*sc and -dmin*m per sub-block.
+def k_scale_mins(b: ir.IRBuilder, p: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """Q4_K/Q5_K: the 6-bit scales and mins of the 8 sub-blocks, as <8 x i32> each.
 
-    The 6-bit scales/mins of the 12 packed bytes q are decoded as <8 x i32> vectors:
-    sub-block j < 4: sc = q[j] & 63, m = q[j+4] & 63;
-    j >= 4: sc = (q[j+4] & 15) | (q[j-4] >> 6) << 4, m = (q[j+4] >> 4) | (q[j] >> 6) << 4.
+    The 12 packed bytes q at offset 4 give, for sub-block j < 4: sc = q[j] & 63,
+    m = q[j+4] & 63; j >= 4: sc = (q[j+4] & 15) | (q[j-4] >> 6) << 4,
+    m = (q[j+4] >> 4) | (q[j] >> 6) << 4.
     """
-    d, dmin = load_f16_as_f32(b, p, 0), load_f16_as_f32(b, p, 2)
     q = load(b, p, 4, V16I8)  # 12 scale bytes + 4 bytes of quants (unused)
     v8 = vec(I32, 8)
 
@@ -173,6 +172,13 @@ def _k_scales(b: ir.IRBuilder, p: ir.Value) -> tuple[ir.Value, ir.Value]:
     sc = b.or_(b.and_(pick([0, 1, 2, 3, 8, 9, 10, 11]), low6), high_bits[0])
     m_src = b.lshr(pick([4, 5, 6, 7, 8, 9, 10, 11]), const_vec(I32, [0] * 4 + [4] * 4))
     m = b.or_(b.and_(m_src, low6), high_bits[1])
+    return sc, m
+
+
+def _k_scales(b: ir.IRBuilder, p: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """Q4_K/Q5_K: stack arrays [8 x float] of d*sc and -dmin*m per sub-block."""
+    d, dmin = load_f16_as_f32(b, p, 0), load_f16_as_f32(b, p, 2)
+    sc, m = k_scale_mins(b, p)
     vf8 = vec(F32, 8)
     scales = cgutils.alloca_once(b, vf8)
     mins = cgutils.alloca_once(b, vf8)

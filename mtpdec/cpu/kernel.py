@@ -32,20 +32,23 @@ from mtpdec.quants.types import GGMLType
 VF8 = vec(F32, 8)
 
 
+CODEGEN_MODULES = ("decoders.py", "ir.py", "kernel.py", "idecoders.py", "isa.py", "ikernel.py")
+
+
 def _codegen_version() -> str:
     """Hash of the sources that generate the kernel IR.
 
     Numba's on-disk cache is invalidated only by changes to the file that defines the
-    jitted function (this one); the IR comes from decoders.py and ir.py too, so their
-    hash is captured by every driver closure and thereby becomes part of the cache key.
+    jitted function; the IR comes from all of CODEGEN_MODULES, so their hash is captured
+    by every driver closure and thereby becomes part of the cache key.
     """
     digest = hashlib.sha256()
-    for module in ("decoders.py", "ir.py", "kernel.py"):
+    for module in CODEGEN_MODULES:
         digest.update((Path(__file__).parent / module).read_bytes())
     return digest.hexdigest()[:16]
 
 
-_CODEGEN_VERSION = _codegen_version()
+CODEGEN_VERSION = _codegen_version()
 SUBBLOCK = 32  # elements per entry of the x sub-block sums (Q4_K/Q5_K min term)
 
 
@@ -62,7 +65,7 @@ def _array_stride0(context, builder, arrty, arr) -> ir.Value:
     return builder.extract_value(ary.strides, 0)
 
 
-def _prefetch(b: ir.IRBuilder, ptrs: list[ir.Value]) -> None:
+def prefetch(b: ir.IRBuilder, ptrs: list[ir.Value]) -> None:
     """Software prefetch (read, keep in all cache levels) of each i8* address."""
     i32 = ir.IntType(32)
     fn = b.module.globals.get("llvm.prefetch.p0i8") or ir.Function(
@@ -180,7 +183,7 @@ def rows_dot(typingctx, fmt, n, r, w, x, xsums, out, row0):
         blk_x = [b.gep(xr, [b.mul(blk, _i64(kb.elems))]) for xr in x_rows]
         ctxs = [kb.prepare(b, p) for p in blk_w]
         if kb.prefetch_bytes:
-            _prefetch(b, [byte_ptr(b, p, _i64(kb.prefetch_bytes)) for p in blk_w])
+            prefetch(b, [byte_ptr(b, p, _i64(kb.prefetch_bytes)) for p in blk_w])
         if kb.mins is not None:  # -dmin*m per sub-block times the input's sub-block sums
             per_block = kb.elems // SUBBLOCK
             for j in range(n_rows):
@@ -253,7 +256,7 @@ def make_driver(fmt: int, n: int, r: int):
     rows, leftover rows one at a time (same per-row operations, so the same bits).
     """
 
-    code_version = _CODEGEN_VERSION  # part of Numba's cache key (closure contents)
+    code_version = CODEGEN_VERSION  # part of Numba's cache key (closure contents)
 
     @njit(parallel=True, cache=True, nogil=True)
     def driver(w, x, xsums, out):

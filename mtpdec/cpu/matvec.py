@@ -1,37 +1,60 @@
 """Public n-input MatVec: ``Y[n, rows] = X[n, cols] @ dequant(W)^T`` on the CPU.
 
-Inputs are processed in groups of 4, 2 or 1 per weight read; a group of 3 is padded to
-4 by repeating its last input (the padded output is discarded), as speculative.md
-specifies. Every input's output row is bitwise identical whatever n and whatever its
-position in a group (see ``mtpdec.cpu.kernel``).
+Two activation modes, chosen explicitly per call:
+
+- ``q8`` (default): each input row is rounded to 8 bits as llama.cpp does (Q8_K for
+  K-format weights, Q8_0 for the 32-weight formats; ``mtpdec.quants.activations``) and
+  multiplied with integer dot products (``mtpdec.cpu.ikernel``), in groups of 8, 4, 2 or
+  1 inputs per weight read. F32/F16/BF16 weights have no integer kernel: their inputs
+  stay float32 (llama.cpp rounds them to fp16 there).
+- ``f32``: exact float32 inputs through the float kernels (``mtpdec.cpu.kernel``) in
+  groups of 4, 2 or 1.
+
+A group narrower than its kernel is padded by repeating its last input (the padded
+output is discarded), as speculative.md specifies. In both modes every input's output
+row is bitwise identical whatever n and whatever its position in a group.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from mtpdec.cpu.actquant import quantize_rows
 from mtpdec.cpu.decoders import KERNEL_BLOCKS
+from mtpdec.cpu.idecoders import INT_FORMATS, blocks_per_step
+from mtpdec.cpu.ikernel import make_idriver
+from mtpdec.cpu.isa import check_path, host_path
 from mtpdec.cpu.kernel import make_driver, subblock_sums
 from mtpdec.errors import MtpdecError
+from mtpdec.quants.activations import ActivationKind, QuantizedRows
 from mtpdec.quants.types import GGMLType, ggml_type, type_name
 from mtpdec.settings import apply_threads
 from mtpdec.tensor import Tensor
 
+ACTIVATION_MODES = ("q8", "f32")
 _NO_SUMS = np.zeros((1, 8), dtype=np.float32)  # xsums for formats without a min term
 
-# inputs per kernel call -> rows per step. Interleaving rows (more independent chains)
-# wins in cache but loses from memory on the development machines (Q4_K n=1: 10.9 GB/s
-# with 1 row per step, 5.2 with 4), so every width walks one row at a time.
-ROWS_PER_STEP = {1: 1, 2: 1, 4: 1}
+# Kernel widths (inputs per weight read) of each mode; wider groups are padded.
+FLOAT_WIDTHS = (1, 2, 4)
+INT_WIDTHS = (1, 2, 4, 8)
 
 
-def group_widths(n: int) -> list[int]:
-    """Kernel widths covering n inputs: 4s first, then 2 or 1 (3 -> one padded 4)."""
-    widths = [4] * (n // 4)
-    rest = n % 4
+def group_widths(n: int, widths: tuple[int, ...] = FLOAT_WIDTHS) -> list[int]:
+    """Kernel widths covering n inputs: the widest first while n allows, then the
+    narrowest width that holds the rest (3 -> one padded 4; with 8: 5..7 -> a padded 8)."""
+    top = widths[-1]
+    out = [top] * (n // top)
+    rest = n % top
     if rest:
-        widths.append({1: 1, 2: 2, 3: 4}[rest])
-    return widths
+        out.append(next(w for w in widths if w >= rest))
+    return out
+
+
+def check_activations(mode: str) -> str:
+    """``mode`` if it is an activation mode; MtpdecError naming the known ones otherwise."""
+    if mode not in ACTIVATION_MODES:
+        raise MtpdecError(f"unknown activations {mode!r} (known: {', '.join(ACTIVATION_MODES)})")
+    return mode
 
 
 def check_weight(w: Tensor) -> GGMLType:
@@ -54,15 +77,130 @@ def check_weight(w: Tensor) -> GGMLType:
     return t
 
 
-def matvec(w: Tensor, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+class InputRows:
+    """float32 (n, cols) input rows and their 8-bit forms, each made at most once.
+
+    One InputRows is shared by every matrix that reads the same input (q/k/v, gate/up,
+    the GDN input projections), so each row is quantized once per call and kind.
+    """
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        self._quantized: dict[ActivationKind, QuantizedRows] = {}
+        self._dequantized: dict[ActivationKind, np.ndarray] = {}
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    def quantized(self, kind: ActivationKind) -> QuantizedRows:
+        """The rows rounded to ``kind`` (Q8_K or Q8_0)."""
+        q = self._quantized.get(kind)
+        if q is None:
+            q = self._quantized[kind] = quantize_rows(self.x, kind)
+        return q
+
+    def dequantized(self, kind: ActivationKind) -> np.ndarray:
+        """float32 (n, cols): the values of ``quantized(kind)`` (for dense q8 prefill)."""
+        v = self._dequantized.get(kind)
+        if v is None:
+            v = self._dequantized[kind] = self.quantized(kind).dequantize()
+        return v
+
+
+def as_rows(x: np.ndarray | InputRows) -> InputRows:
+    return x if isinstance(x, InputRows) else InputRows(x)
+
+
+class MatVec:
+    """A weight checked once, for repeated ``Y = X @ dequant(W)^T`` without per-call checks.
+
+    ``activations``: "q8" or "f32" (module docstring); ``path``: the integer kernels'
+    instruction path (``mtpdec.cpu.isa``; default: the host's widest).
+    ``__call__(x)``: x float32 (n, cols) or an InputRows -> new float32 (n, rows).
+    """
+
+    def __init__(self, w: Tensor, activations: str = "q8", path: str | None = None) -> None:
+        self.type = check_weight(w)
+        self.raw = w.raw
+        self.rows, self.cols = w.raw.shape[0], w.cols
+        check_activations(activations)
+        self.integer = activations == "q8" and any(t == self.type for t, _ in INT_FORMATS)
+        self.activations = activations
+        if self.integer:
+            self.path = check_path(path) if path is not None else host_path()
+            self.blocks = blocks_per_step(self.type, self.cols)
+            self.kind = INT_FORMATS[self.type, self.blocks].act
+        else:
+            self.path = "float"
+            self._mins = KERNEL_BLOCKS[self.type].mins
+
+    def input_values(self, rows: InputRows) -> np.ndarray:
+        """float32 (n, cols): the values this matrix multiplies (8-bit rounded in q8)."""
+        return rows.dequantized(self.kind) if self.integer else rows.x
+
+    def __call__(self, x: np.ndarray | InputRows, out: np.ndarray | None = None) -> np.ndarray:
+        rows = as_rows(x)
+        if out is None:
+            out = np.empty((rows.n, self.rows), dtype=np.float32)
+        apply_threads()
+        if self.integer:
+            self._run_int(rows.quantized(self.kind), out)
+        else:
+            self._run_float(rows.x, out)
+        return out
+
+    def _run_int(self, q: QuantizedRows, out: np.ndarray) -> None:
+        t, g = int(self.type), self.blocks
+
+        def call(width: int, sel: slice | np.ndarray, dest: np.ndarray) -> None:
+            driver = make_idriver(t, g, width, 1, self.path)
+            driver(self.raw, q.q[sel], q.d[sel], q.dsums[sel], dest)
+
+        _grouped(out, INT_WIDTHS, call)
+
+    def _run_float(self, xs: np.ndarray, out: np.ndarray) -> None:
+        xsums = subblock_sums(xs) if self._mins else _NO_SUMS
+
+        def call(width: int, sel: slice | np.ndarray, dest: np.ndarray) -> None:
+            sums = xsums[sel] if xsums is not _NO_SUMS else xsums
+            make_driver(int(self.type), width, 1)(self.raw, xs[sel], sums, dest)
+
+        _grouped(out, FLOAT_WIDTHS, call)
+
+
+def _grouped(out: np.ndarray, widths: tuple[int, ...], call) -> None:
+    """Cover out's n rows with kernel calls ``call(width, selection, dest)`` of the given
+    widths; a group narrower than its kernel repeats its last input into scratch rows."""
+    n, rows = out.shape
+    if n in widths:  # one call (decode, most verifies): no grouping work
+        call(n, slice(0, n), out)
+        return
+    start = 0
+    for width in group_widths(n, widths):
+        real = min(width, n - start)
+        if real == width:
+            call(width, slice(start, start + width), out[start : start + width])
+        else:
+            pad = np.repeat(np.arange(start, n), [1] * (real - 1) + [width - real + 1])
+            scratch = np.empty((width, rows), dtype=np.float32)
+            call(width, pad, scratch)
+            out[start:n] = scratch[:real]
+        start += real
+
+
+def matvec(
+    w: Tensor, x: np.ndarray, out: np.ndarray | None = None, activations: str = "q8"
+) -> np.ndarray:
     """``Y = X @ dequant(W)^T``.
 
     w:   a matrix Tensor (rows, cols) of a supported type.
     x:   float32 (n, cols) or (cols,); F32/F16/BF16 weights need cols % 16 == 0.
     out: optional float32 (n, rows) C-contiguous result buffer.
+    activations: "q8" (inputs rounded to 8 bits, integer dot products) or "f32".
     Returns float32 (n, rows) (or (rows,) for 1-D x).
     """
-    t = check_weight(w)
+    mv = MatVec(w, activations)
     x = np.asarray(x)
     if x.ndim not in (1, 2):
         raise MtpdecError(f"input must be (cols,) or (n, cols), got shape {x.shape}")
@@ -71,55 +209,9 @@ def matvec(w: Tensor, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     n, cols = xs.shape
     if cols != w.cols:
         raise MtpdecError(f"tensor {w.name!r} has {w.cols} columns but the input has {cols}")
-    rows = w.raw.shape[0]
-    if out is None:
-        out = np.empty((n, rows), dtype=np.float32)
-    elif out.shape != (n, rows) or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise MtpdecError(f"out must be a C-contiguous float32 array of shape {(n, rows)}")
-    _run(t, w.raw, xs, out)
+    if out is not None and (
+        out.shape != (n, mv.rows) or out.dtype != np.float32 or not out.flags.c_contiguous
+    ):
+        raise MtpdecError(f"out must be a C-contiguous float32 array of shape {(n, mv.rows)}")
+    out = mv(xs, out)
     return out[0] if squeeze else out
-
-
-class MatVec:
-    """A weight checked once, for repeated ``Y = X @ dequant(W)^T`` without per-call checks.
-
-    ``__call__(x)``: x float32 C-contiguous (n, cols) -> new float32 (n, rows); the same
-    kernels and grouping as ``matvec``, so the same bits.
-    """
-
-    def __init__(self, w: Tensor) -> None:
-        self.type = check_weight(w)
-        self.raw = w.raw
-        self.rows, self.cols = w.raw.shape[0], w.cols
-        self._mins = KERNEL_BLOCKS[self.type].mins
-        self._single = make_driver(int(self.type), 1, ROWS_PER_STEP[1])
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        out = np.empty((x.shape[0], self.rows), dtype=np.float32)
-        if x.shape[0] == 1:  # decode: the same driver call _run would make
-            apply_threads()
-            self._single(self.raw, x, subblock_sums(x) if self._mins else _NO_SUMS, out)
-        else:
-            _run(self.type, self.raw, x, out)
-        return out
-
-
-def _run(t: GGMLType, raw: np.ndarray, xs: np.ndarray, out: np.ndarray) -> None:
-    """out[n, rows] = xs[n, cols] @ dequant(raw)^T in kernel groups of 4/2/1."""
-    apply_threads()
-    n, rows = out.shape
-    xsums = subblock_sums(xs) if KERNEL_BLOCKS[t].mins else _NO_SUMS
-    start = 0
-    for width in group_widths(n):
-        real = min(width, n - start)
-        driver = make_driver(int(t), width, ROWS_PER_STEP[width])
-        if real == width:
-            sums = xsums[start : start + width] if xsums is not _NO_SUMS else xsums
-            driver(raw, xs[start : start + width], sums, out[start : start + width])
-        else:
-            pad = np.repeat(np.arange(start, n), [1] * (real - 1) + [width - real + 1])
-            sums = xsums[pad] if xsums is not _NO_SUMS else xsums
-            scratch = np.empty((width, rows), dtype=np.float32)
-            driver(raw, xs[pad], sums, scratch)
-            out[start:n] = scratch[:real]
-        start += real

@@ -33,19 +33,22 @@ class StateLike(Protocol):
 class Model(Protocol):
     """A loaded model.
 
-    forward(tokens, start_pos, state, last_only=False) -> float32 logits
+    forward(tokens, start_pos, state, last_only=False, prefill=False) -> float32 logits
       tokens:    int32 (k,), k >= 1, token ids < n_vocab.
       start_pos: position of tokens[0]; must equal ``state.length``.
       Returns (k, n_vocab) logits (row i predicts the token after tokens[i]), or
-      (1, n_vocab) for the last token only when ``last_only``. For k <= 8 each row is
-      bitwise equal to feeding the tokens one at a time; longer prompts may take a
-      faster batched path. Advances ``state.length`` by k.
+      (1, n_vocab) for the last token only when ``last_only``. Each row is bitwise equal
+      to feeding the tokens one at a time, whatever k, unless ``prefill``: the tokens are
+      a prompt and may take the faster batched path (equal to about 1e-6). Advances
+      ``state.length`` by k.
+    activations: "q8" or "f32", how every matrix multiplies (``mtpdec.cpu.matvec``).
     """
 
     file: GGUFFile
     config: ModelConfig
     n_vocab: int
     n_ctx_train: int
+    activations: str
 
     @property
     def tokenizer(self) -> Tokenizer: ...
@@ -55,12 +58,18 @@ class Model(Protocol):
     def compile(self, dense: bool = True) -> float: ...
 
     def forward(
-        self, tokens: np.ndarray, start_pos: int, state: Any, last_only: bool = False
+        self,
+        tokens: np.ndarray,
+        start_pos: int,
+        state: Any,
+        last_only: bool = False,
+        prefill: bool = False,
     ) -> np.ndarray: ...
 
 
-MODELS: dict[str, Callable[[GGUFFile, int], Model]] = {}
+MODELS: dict[str, Callable[[GGUFFile, int, str], Model]] = {}
 DEFAULT_DENSE_BUDGET = 2 << 30  # bytes of fp32 matrix copies for batched prefill
+DEFAULT_ACTIVATIONS = "q8"
 
 
 def register_model(architecture: str) -> Callable[[Any], Any]:
@@ -138,10 +147,11 @@ class ModelBase:
     n_ctx_train: int
     _tokenizer: Tokenizer | None = None
 
-    def _load_common(self, f: GGUFFile, dense_budget_bytes: int) -> None:
-        """File, config, sizes, embedding table, final norm and LM head (``output.weight``,
-        else the tied ``token_embd``); the head always runs through the kernels."""
-        from mtpdec.models.layers import DenseBudget, Linear, vector
+    def _load_common(self, f: GGUFFile, dense_budget_bytes: int, activations: str) -> None:
+        """File, config, sizes, numerics, embedding table, final norm and LM head
+        (``output.weight``, else the tied ``token_embd``); the head always runs through the
+        kernels."""
+        from mtpdec.models.layers import DenseBudget, Linear, Numerics, vector
 
         self.file, self.config = f, f.config
         self.n_vocab = f.config.n_vocab
@@ -153,9 +163,11 @@ class ModelBase:
             )
         self.n_ctx_train = int(f.config.context_length)  # type: ignore[attr-defined]
         self.budget = DenseBudget(dense_budget_bytes)
+        self.numerics = Numerics(activations, self.budget)
+        self.activations = activations
         self.embd = f.tensors["token_embd.weight"]
         self.output_norm = vector(f, "output_norm.weight")
-        self.head = Linear(f.tensors.get("output.weight", self.embd), None)
+        self.head = Linear(f.tensors.get("output.weight", self.embd), self.numerics.kernels_only())
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -177,12 +189,15 @@ class ModelBase:
 
     def compile(self, dense: bool = True) -> float:
         """Compile (or load from Numba's disk cache) every kernel this model runs, by
-        scratch forwards of 1, 2 and 4 tokens, and (``dense``) build the dense prefill
-        weights that fit the budget now rather than at the first long batch. Returns the
-        seconds it took."""
+        scratch forwards of each kernel width (1, 2, 4 and, for q8, 8 tokens), and
+        (``dense``) build the dense prefill weights that fit the budget now rather than
+        at the first long batch. Returns the seconds it took."""
+        from mtpdec.cpu.matvec import FLOAT_WIDTHS, INT_WIDTHS
+
         t0 = time.perf_counter()
-        state = self.new_state(8)
-        for n in (1, 2, 4):
+        widths = INT_WIDTHS if self.activations == "q8" else FLOAT_WIDTHS
+        state = self.new_state(sum(widths))
+        for n in widths:
             self.forward(np.zeros(n, dtype=np.int32), state.length, state)
         self._warm_extra()
         for lin in self.linears() if dense else []:
@@ -196,6 +211,11 @@ class ModelBase:
         raise NotImplementedError
 
     def forward(
-        self, tokens: np.ndarray, start_pos: int, state: Any, last_only: bool = False
+        self,
+        tokens: np.ndarray,
+        start_pos: int,
+        state: Any,
+        last_only: bool = False,
+        prefill: bool = False,
     ) -> np.ndarray:
         raise NotImplementedError

@@ -8,7 +8,7 @@ from mtpdec.cpu.gdn import causal_conv_silu, delta_rule
 from mtpdec.cpu.ops import l2norm, rmsnorm, sigmoid, silu, softplus
 from mtpdec.loader.qwen35 import Qwen35Config
 from mtpdec.loader.reader import GGUFFile
-from mtpdec.models.layers import DenseBudget, Linear, LinearGroup, linear, vector
+from mtpdec.models.layers import Linear, LinearGroup, Numerics, linear, vector
 from mtpdec.state import RecurrentState
 
 F32 = np.float32
@@ -22,11 +22,11 @@ class GatedDeltaNet:
     delta rule per token; y = rmsnorm(o) * ssm_norm * silu(attn_gate @ x); ssm_out @ y.
     """
 
-    def __init__(self, f: GGUFFile, prefix: str, cfg: Qwen35Config, budget: DenseBudget | None):
+    def __init__(self, f: GGUFFile, prefix: str, cfg: Qwen35Config, numerics: Numerics):
         self.cfg = cfg
         names = ["attn_qkv.weight", "attn_gate.weight", "ssm_beta.weight", "ssm_alpha.weight"]
-        self.w_in = LinearGroup([f.tensors[f"{prefix}.{n}"] for n in names], budget)
-        self.wout = linear(f, f"{prefix}.ssm_out.weight", budget)
+        self.w_in = LinearGroup([f.tensors[f"{prefix}.{n}"] for n in names], numerics)
+        self.wout = linear(f, f"{prefix}.ssm_out.weight", numerics)
         conv = f.tensors[f"{prefix}.ssm_conv1d.weight"]
         self.conv_taps = np.ascontiguousarray(vector(f, conv.name).reshape(conv.shape).T)  # (K, C)
         self.dt_bias = vector(f, f"{prefix}.ssm_dt.bias")
@@ -42,10 +42,10 @@ class GatedDeltaNet:
             c.ssm_time_step_rank, c.ssm_state_size, c.ssm_conv_kernel, c.conv_dim, slots
         )
 
-    def __call__(self, x: np.ndarray, state: RecurrentState) -> np.ndarray:
+    def __call__(self, x: np.ndarray, state: RecurrentState, prefill: bool = False) -> np.ndarray:
         c, n = self.cfg, x.shape[0]
         d, h_k, h_v = c.ssm_state_size, c.ssm_group_count, c.ssm_time_step_rank
-        qkv, z, b, a = self.w_in(x)
+        qkv, z, b, a = self.w_in(x, prefill)
         mixed = causal_conv_silu(qkv, state.conv, self.conv_taps, state.ring_conv)
         q = l2norm(mixed[:, : c.key_dim].reshape(n, h_k, d), c.rms_eps)
         k = l2norm(mixed[:, c.key_dim : 2 * c.key_dim].reshape(n, h_k, d), c.rms_eps)
@@ -55,4 +55,4 @@ class GatedDeltaNet:
         o = delta_rule(state.s, q, k, v, g, beta, state.ring_s)
         z = z.reshape(n, h_v, d)
         y = silu(z, rmsnorm(o, self.norm, c.rms_eps))
-        return self.wout(y.reshape(n, h_v * d))
+        return self.wout(y.reshape(n, h_v * d), prefill)

@@ -18,6 +18,7 @@ from mtpdec.loader.config import SLIDING
 from mtpdec.loader.gemma3 import Gemma3Config
 from mtpdec.loader.reader import GGUFFile
 from mtpdec.models.base import (
+    DEFAULT_ACTIVATIONS,
     DEFAULT_DENSE_BUDGET,
     ModelBase,
     check_position,
@@ -29,9 +30,9 @@ from mtpdec.models.base import (
 from mtpdec.models.layers import (
     Attention,
     AttentionSpec,
-    DenseBudget,
     FeedForward,
     Linear,
+    Numerics,
     vector,
 )
 from mtpdec.state import KVCache, ModelState
@@ -40,20 +41,22 @@ F32 = np.float32
 
 
 class Gemma3Layer:
-    def __init__(self, f: GGUFFile, il: int, spec: AttentionSpec, budget: DenseBudget) -> None:
+    def __init__(self, f: GGUFFile, il: int, spec: AttentionSpec, numerics: Numerics) -> None:
         p = f"blk.{il}"
         self.window = spec.window
         self.attn_norm = vector(f, f"{p}.attn_norm.weight")
         self.post_attn_norm = vector(f, f"{p}.post_attention_norm.weight")
         self.ffn_norm = vector(f, f"{p}.ffn_norm.weight")
         self.post_ffn_norm = vector(f, f"{p}.post_ffw_norm.weight")
-        self.attn = Attention(f, p, spec, budget)
-        self.ffn = FeedForward(f, p, gelu, budget)
+        self.attn = Attention(f, p, spec, numerics)
+        self.ffn = FeedForward(f, p, gelu, numerics)
 
-    def __call__(self, h: np.ndarray, pos: np.ndarray, cache: KVCache, eps: float) -> np.ndarray:
-        a = self.attn(rmsnorm(h, self.attn_norm, eps), pos, cache)
+    def __call__(
+        self, h: np.ndarray, pos: np.ndarray, cache: KVCache, eps: float, prefill: bool = False
+    ) -> np.ndarray:
+        a = self.attn(rmsnorm(h, self.attn_norm, eps), pos, cache, prefill)
         h = h + rmsnorm(a, self.post_attn_norm, eps)
-        m = self.ffn(rmsnorm(h, self.ffn_norm, eps))
+        m = self.ffn(rmsnorm(h, self.ffn_norm, eps), prefill)
         return h + rmsnorm(m, self.post_ffn_norm, eps)
 
 
@@ -61,10 +64,15 @@ class Gemma3Layer:
 class Gemma3Model(ModelBase):
     """Gemma 3 on the CPU; see ``mtpdec.models.base.Model`` for the contract."""
 
-    def __init__(self, f: GGUFFile, dense_budget_bytes: int = DEFAULT_DENSE_BUDGET) -> None:
+    def __init__(
+        self,
+        f: GGUFFile,
+        dense_budget_bytes: int = DEFAULT_DENSE_BUDGET,
+        activations: str = DEFAULT_ACTIVATIONS,
+    ) -> None:
         cfg = f.config
         assert isinstance(cfg, Gemma3Config)
-        self._load_common(f, dense_budget_bytes)
+        self._load_common(f, dense_budget_bytes, activations)
         self.embd_scale = F32(math.sqrt(cfg.n_embd))
         self.layers = []
         for il, kind in enumerate(cfg.layer_kinds):
@@ -80,7 +88,7 @@ class Gemma3Model(ModelBase):
                 q_scale=cfg.attn_scale,
                 window=cfg.sliding_window if sliding else 0,
             )
-            self.layers.append(Gemma3Layer(f, il, spec, self.budget))
+            self.layers.append(Gemma3Layer(f, il, spec, self.numerics))
         self._fit_dense_budget()
 
     def linears(self) -> list[Linear]:
@@ -92,7 +100,12 @@ class Gemma3Model(ModelBase):
         return ModelState(n_ctx=n_ctx, layers=caches)
 
     def forward(
-        self, tokens: np.ndarray, start_pos: int, state: ModelState, last_only: bool = False
+        self,
+        tokens: np.ndarray,
+        start_pos: int,
+        state: ModelState,
+        last_only: bool = False,
+        prefill: bool = False,
     ) -> np.ndarray:
         tokens = check_tokens(tokens, self.n_vocab)
         check_position(start_pos, len(tokens), state)
@@ -101,7 +114,7 @@ class Gemma3Model(ModelBase):
         def trunk(part: np.ndarray, pos: np.ndarray) -> np.ndarray:
             h = embed_rows(self.embd, part) * self.embd_scale
             for layer, cache in zip(self.layers, state.layers):
-                h = layer(h, pos, cache, eps)
+                h = layer(h, pos, cache, eps, prefill)
             return h
 
         h = run_in_chunks(tokens, start_pos, state, trunk)

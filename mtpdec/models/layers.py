@@ -1,19 +1,21 @@
 """Building blocks shared by the architectures: linear maps, attention, gated FFN.
 
 Every block maps float32 ``(k, n_embd)`` rows to float32 rows and treats each row with
-the same operations whatever k, except the dense prefill path of ``Linear`` (k >= 9).
+the same operations whatever k. The one exception is asked for by name: ``prefill=True``
+(a prompt) lets ``Linear`` multiply batches of DENSE_MIN_ROWS or more rows densely, which
+matches the kernels to about 1e-6, not bitwise. A decode or verify forward never passes it.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from mtpdec.cpu.attention import attend
-from mtpdec.cpu.matvec import MatVec
+from mtpdec.cpu.matvec import InputRows, MatVec, as_rows, check_activations
 from mtpdec.cpu.ops import RopeTable, rmsnorm, rope_neox, sigmoid
 from mtpdec.loader.reader import GGUFFile
 from mtpdec.quants import dequantize
@@ -21,7 +23,7 @@ from mtpdec.state import KVCache
 from mtpdec.tensor import Tensor
 
 F32 = np.float32
-DENSE_MIN_ROWS = 9  # batches of at least this many rows may use dense fp32 weights
+DENSE_MIN_ROWS = 9  # prefill batches of at least this many rows may use dense fp32 weights
 
 
 class DenseBudget:
@@ -38,20 +40,40 @@ class DenseBudget:
         return True
 
 
+@dataclass(frozen=True)
+class Numerics:
+    """How a model's matrices multiply, fixed when it is loaded.
+
+    activations: "q8" (inputs rounded to 8 bits, integer dot products) or "f32"
+      (``mtpdec.cpu.matvec``).
+    budget: fp32 weight copies for dense prefill; None: the kernels only (the LM head).
+    """
+
+    activations: str = "q8"
+    budget: DenseBudget | None = None
+
+    def __post_init__(self) -> None:
+        check_activations(self.activations)
+
+    def kernels_only(self) -> Numerics:
+        return replace(self, budget=None)
+
+
 class Linear:
     """``y = x @ W^T`` for a GGUF matrix W (rows, cols).
 
-    x float32 (k, cols) -> float32 (k, rows). Up to 8 rows go through the n-input
-    dequant kernels (bitwise identical per row whatever k). From 9 rows on, a matrix
-    whose dequantized copy fits the model's DenseBudget is multiplied densely (BLAS):
-    faster for long prompts, but not bitwise equal to the kernel path.
+    x float32 (k, cols) (or an InputRows) -> float32 (k, rows), through the n-input
+    kernels in the model's activation mode: every row bitwise the same whatever k. With
+    ``prefill=True`` and at least DENSE_MIN_ROWS rows, a matrix whose fp32 copy fits the
+    budget is multiplied densely (BLAS) with the same input values (8-bit rounded in
+    q8 mode): faster for long prompts, equal to the kernels to about 1e-6.
     """
 
-    def __init__(self, w: Tensor, budget: DenseBudget | None) -> None:
-        self.w, self.budget = w, budget
-        self.kernel = MatVec(w)
+    def __init__(self, w: Tensor, numerics: Numerics) -> None:
+        self.w, self.budget = w, numerics.budget
+        self.kernel = MatVec(w, numerics.activations)
         self.dense: np.ndarray | None = None
-        self._dense_refused = budget is None
+        self._dense_refused = self.budget is None
 
     @property
     def dense_nbytes(self) -> int:
@@ -67,10 +89,12 @@ class Linear:
                 self._dense_refused = True
         return self.dense is not None
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if x.shape[0] >= DENSE_MIN_ROWS and self.prepare_dense():
-            return np.ascontiguousarray(x @ self.dense.T, dtype=F32)
-        return self.kernel(np.ascontiguousarray(x, dtype=F32))
+    def __call__(self, x: np.ndarray | InputRows, prefill: bool = False) -> np.ndarray:
+        rows = as_rows(x)
+        if prefill and rows.n >= DENSE_MIN_ROWS and self.prepare_dense():
+            values = self.kernel.input_values(rows)
+            return np.ascontiguousarray(values @ self.dense.T, dtype=F32)
+        return self.kernel(rows)
 
 
 FUSE_LIMIT_BYTES = 16 << 20  # matrices at most this big are copied into fused ones
@@ -82,17 +106,18 @@ class LinearGroup:
     Consecutive matrices of the same type and width, each at most FUSE_LIMIT_BYTES, are
     copied once into one fused matrix, so one kernel call reads them all (fewer calls
     per token; the copy costs RAM equal to those small matrices). Rows of a fused call
-    get the same bits as separate calls: every row is computed independently.
+    get the same bits as separate calls: every row is computed independently. The input
+    is rounded to 8 bits once for all of them.
     """
 
-    def __init__(self, tensors: list[Tensor], budget: DenseBudget | None) -> None:
+    def __init__(self, tensors: list[Tensor], numerics: Numerics) -> None:
         self.parts: list[tuple[Linear, list[tuple[int, int]]]] = []
         run: list[Tensor] = []
         for t in tensors + [None]:  # type: ignore[list-item]
             if run and (t is None or not _fusable(run[-1], t)):
                 ends = np.cumsum([r.rows for r in run]).tolist()
                 spans = list(zip([0] + ends[:-1], ends))
-                self.parts.append((Linear(_concat(run), budget), spans))
+                self.parts.append((Linear(_concat(run), numerics), spans))
                 run = []
             if t is not None:
                 run.append(t)
@@ -100,12 +125,13 @@ class LinearGroup:
     def linears(self) -> list[Linear]:
         return [lin for lin, _ in self.parts]
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, x: np.ndarray, prefill: bool = False) -> list[np.ndarray]:
         """x float32 (k, cols) -> [float32 (k, rows_i)] per matrix, in the given order
         (column slices of one fused output where matrices were fused)."""
+        rows = InputRows(x)
         outs: list[np.ndarray] = []
         for lin, spans in self.parts:
-            y = lin(x)
+            y = lin(rows, prefill)
             outs += [y[:, a:b] for a, b in spans] if len(spans) > 1 else [y]
         return outs
 
@@ -128,9 +154,9 @@ def vector(f: GGUFFile, name: str) -> np.ndarray:
     return np.ascontiguousarray(dequantize(f.tensors[name]).reshape(-1), dtype=F32)
 
 
-def linear(f: GGUFFile, name: str, budget: DenseBudget | None) -> Linear:
+def linear(f: GGUFFile, name: str, numerics: Numerics) -> Linear:
     """The Linear map of the file's matrix ``name``."""
-    return Linear(f.tensors[name], budget)
+    return Linear(f.tensors[name], numerics)
 
 
 @dataclass(frozen=True)
@@ -167,25 +193,28 @@ def rope_table(n_rot: int, base: float, freq_scale: float) -> RopeTable:
 class Attention:
     """Self-attention with per-head q/k RMSNorm, rotary embedding and GQA over a KVCache."""
 
-    def __init__(self, f: GGUFFile, prefix: str, spec: AttentionSpec, budget: DenseBudget | None):
+    def __init__(self, f: GGUFFile, prefix: str, spec: AttentionSpec, numerics: Numerics):
         self.spec = spec
         names = [f"{prefix}.attn_{m}.weight" for m in ("q", "k", "v")]
-        self.wqkv = LinearGroup([f.tensors[n] for n in names], budget)
-        self.wo = linear(f, f"{prefix}.attn_output.weight", budget)
+        self.wqkv = LinearGroup([f.tensors[n] for n in names], numerics)
+        self.wo = linear(f, f"{prefix}.attn_output.weight", numerics)
         self.q_norm = vector(f, f"{prefix}.attn_q_norm.weight")
         self.k_norm = vector(f, f"{prefix}.attn_k_norm.weight")
 
     def linears(self) -> list[Linear]:
         return self.wqkv.linears() + [self.wo]
 
-    def __call__(self, x: np.ndarray, positions: np.ndarray, cache: KVCache) -> np.ndarray:
+    def __call__(
+        self, x: np.ndarray, positions: np.ndarray, cache: KVCache, prefill: bool = False
+    ) -> np.ndarray:
         """x float32 (k, n_embd) normed input of tokens at ``positions`` -> (k, n_embd).
 
         Writes the tokens' keys and values into ``cache`` at their positions first.
+        ``prefill``: the tokens are (part of) a prompt (see ``Linear``).
         """
         s, n = self.spec, x.shape[0]
         hd = s.head_dim
-        q, k, v = self.wqkv(x)
+        q, k, v = self.wqkv(x, prefill)
         q = q.reshape(n, s.n_head, -1)
         gate = None
         if s.gated:
@@ -201,7 +230,7 @@ class Attention:
         out = attend(q, cache.k, cache.v, positions, s.kq_scale, s.window).reshape(n, -1)
         if gate is not None:
             out = sigmoid(gate, out)
-        return self.wo(out)
+        return self.wo(out, prefill)
 
 
 class FeedForward:
@@ -212,16 +241,16 @@ class FeedForward:
         f: GGUFFile,
         prefix: str,
         act: Callable[[np.ndarray, np.ndarray], np.ndarray],
-        budget: DenseBudget | None,
+        numerics: Numerics,
     ) -> None:
         self.act = act
         names = [f"{prefix}.ffn_gate.weight", f"{prefix}.ffn_up.weight"]
-        self.gate_up = LinearGroup([f.tensors[n] for n in names], budget)
-        self.down = linear(f, f"{prefix}.ffn_down.weight", budget)
+        self.gate_up = LinearGroup([f.tensors[n] for n in names], numerics)
+        self.down = linear(f, f"{prefix}.ffn_down.weight", numerics)
 
     def linears(self) -> list[Linear]:
         return self.gate_up.linears() + [self.down]
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        gate, up = self.gate_up(x)
-        return self.down(self.act(gate, up))
+    def __call__(self, x: np.ndarray, prefill: bool = False) -> np.ndarray:
+        gate, up = self.gate_up(x, prefill)
+        return self.down(self.act(gate, up), prefill)

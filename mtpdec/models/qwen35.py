@@ -14,6 +14,7 @@ from mtpdec.loader.config import ATTENTION, GDN
 from mtpdec.loader.qwen35 import Qwen35Config
 from mtpdec.loader.reader import GGUFFile
 from mtpdec.models.base import (
+    DEFAULT_ACTIVATIONS,
     DEFAULT_DENSE_BUDGET,
     ModelBase,
     check_position,
@@ -26,9 +27,9 @@ from mtpdec.models.gdn import GatedDeltaNet
 from mtpdec.models.layers import (
     Attention,
     AttentionSpec,
-    DenseBudget,
     FeedForward,
     Linear,
+    Numerics,
     linear,
     vector,
 )
@@ -55,12 +56,12 @@ class Block:
     """One trunk or MTP block: a mixer (GatedDeltaNet or Attention) and a SwiGLU FFN."""
 
     def __init__(
-        self, f: GGUFFile, prefix: str, mixer: Attention | GatedDeltaNet, budget: DenseBudget
+        self, f: GGUFFile, prefix: str, mixer: Attention | GatedDeltaNet, numerics: Numerics
     ):
         self.attn_norm = vector(f, f"{prefix}.attn_norm.weight")
         self.post_norm = vector(f, f"{prefix}.post_attention_norm.weight")
         self.mixer = mixer
-        self.ffn = FeedForward(f, prefix, silu, budget)
+        self.ffn = FeedForward(f, prefix, silu, numerics)
 
     def linears(self) -> list[Linear]:
         return self.mixer.linears() + self.ffn.linears()
@@ -71,24 +72,25 @@ class Block:
         pos: np.ndarray,
         layer_state: KVCache | RecurrentState,
         eps: float,
+        prefill: bool = False,
     ) -> np.ndarray:
         x = rmsnorm(h, self.attn_norm, eps)
         if isinstance(self.mixer, Attention):
             assert isinstance(layer_state, KVCache)
-            h = h + self.mixer(x, pos, layer_state)
+            h = h + self.mixer(x, pos, layer_state, prefill)
         else:
             assert isinstance(layer_state, RecurrentState)
-            h = h + self.mixer(x, layer_state)
-        return h + self.ffn(rmsnorm(h, self.post_norm, eps))
+            h = h + self.mixer(x, layer_state, prefill)
+        return h + self.ffn(rmsnorm(h, self.post_norm, eps), prefill)
 
 
 class MtpHead:
     """The NextN block ``blk.{n_trunk}`` (qwen35.md "MTP head")."""
 
-    def __init__(self, f: GGUFFile, cfg: Qwen35Config, budget: DenseBudget, output: Linear):
+    def __init__(self, f: GGUFFile, cfg: Qwen35Config, numerics: Numerics, output: Linear):
         p = f"blk.{cfg.n_trunk}"
         n = f"{p}.nextn"
-        self.eh_proj = linear(f, f"{n}.eh_proj.weight", budget)
+        self.eh_proj = linear(f, f"{n}.eh_proj.weight", numerics)
         self.enorm = vector(f, f"{n}.enorm.weight")
         self.hnorm = vector(f, f"{n}.hnorm.weight")
         own_embd = f.tensors.get(f"{n}.embed_tokens.weight")
@@ -96,8 +98,8 @@ class MtpHead:
         norm = f"{n}.shared_head_norm.weight"
         self.head_norm = vector(f, norm if norm in f.tensors else "output_norm.weight")
         own_head = f.tensors.get(f"{n}.shared_head_head.weight")
-        self.head = Linear(own_head, None) if own_head is not None else output
-        self.block = Block(f, p, Attention(f, p, attention_spec(cfg), budget), budget)
+        self.head = Linear(own_head, numerics.kernels_only()) if own_head is not None else output
+        self.block = Block(f, p, Attention(f, p, attention_spec(cfg), numerics), numerics)
 
     def linears(self) -> list[Linear]:
         return [self.eh_proj] + self.block.linears()
@@ -107,23 +109,28 @@ class MtpHead:
 class Qwen35Model(ModelBase):
     """qwen35 on the CPU; see ``mtpdec.models.base.Model`` for the forward contract."""
 
-    def __init__(self, f: GGUFFile, dense_budget_bytes: int = DEFAULT_DENSE_BUDGET) -> None:
+    def __init__(
+        self,
+        f: GGUFFile,
+        dense_budget_bytes: int = DEFAULT_DENSE_BUDGET,
+        activations: str = DEFAULT_ACTIVATIONS,
+    ) -> None:
         cfg = f.config
         assert isinstance(cfg, Qwen35Config)
-        self._load_common(f, dense_budget_bytes)
+        self._load_common(f, dense_budget_bytes, activations)
         self.blocks: list[Block] = []
         for il in range(cfg.n_trunk):
             p = f"blk.{il}"
             kind = cfg.layer_kinds[il]
             mixer: Attention | GatedDeltaNet
             if kind == GDN:
-                mixer = GatedDeltaNet(f, p, cfg, self.budget)
+                mixer = GatedDeltaNet(f, p, cfg, self.numerics)
             elif kind == ATTENTION:
-                mixer = Attention(f, p, attention_spec(cfg), self.budget)
+                mixer = Attention(f, p, attention_spec(cfg), self.numerics)
             else:
                 raise MtpdecError(f"{f.path}: unexpected qwen35 trunk layer kind {kind!r}")
-            self.blocks.append(Block(f, p, mixer, self.budget))
-        self.mtp = MtpHead(f, cfg, self.budget, self.head) if cfg.n_mtp else None
+            self.blocks.append(Block(f, p, mixer, self.numerics))
+        self.mtp = MtpHead(f, cfg, self.numerics, self.head) if cfg.n_mtp else None
         self._fit_dense_budget()
 
     def linears(self) -> list[Linear]:
@@ -131,9 +138,12 @@ class Qwen35Model(ModelBase):
         return lins + (self.mtp.linears() if self.mtp is not None else [])
 
     def _warm_extra(self) -> None:
+        from mtpdec.cpu.matvec import FLOAT_WIDTHS, INT_WIDTHS
+
         if self.mtp is not None:
-            state = self.new_state(8)
-            for n in (1, 2, 4):
+            widths = INT_WIDTHS if self.activations == "q8" else FLOAT_WIDTHS
+            state = self.new_state(sum(widths))
+            for n in widths:
                 hidden = np.zeros((n, self.config.n_embd), dtype=F32)
                 self.mtp_forward(np.zeros(n, dtype=np.int32), hidden, state.mtp_length, state)
 
@@ -148,8 +158,11 @@ class Qwen35Model(ModelBase):
         mtp = KVCache(c.n_head_kv, n_ctx, c.head_dim, c.head_dim) if self.mtp else None
         return ModelState(n_ctx=n_ctx, layers=layers, mtp=mtp)
 
-    def hidden(self, tokens: np.ndarray, start_pos: int, state: ModelState) -> np.ndarray:
-        """The trunk's final-normed hidden ``hn`` float32 (k, n_embd) of each token."""
+    def hidden(
+        self, tokens: np.ndarray, start_pos: int, state: ModelState, prefill: bool = False
+    ) -> np.ndarray:
+        """The trunk's final-normed hidden ``hn`` float32 (k, n_embd) of each token;
+        ``prefill`` as in ``forward``."""
         tokens = check_tokens(tokens, self.n_vocab)
         check_position(start_pos, len(tokens), state)
         eps = self.config.rms_eps
@@ -157,7 +170,7 @@ class Qwen35Model(ModelBase):
         def trunk(part: np.ndarray, pos: np.ndarray) -> np.ndarray:
             h = embed_rows(self.embd, part)
             for block, layer_state in zip(self.blocks, state.layers):
-                h = block(h, pos, layer_state, eps)
+                h = block(h, pos, layer_state, eps, prefill)
             return rmsnorm(h, self.output_norm, eps)
 
         return run_in_chunks(tokens, start_pos, state, trunk)
@@ -167,9 +180,14 @@ class Qwen35Model(ModelBase):
         return self.head(hn)
 
     def forward(
-        self, tokens: np.ndarray, start_pos: int, state: ModelState, last_only: bool = False
+        self,
+        tokens: np.ndarray,
+        start_pos: int,
+        state: ModelState,
+        last_only: bool = False,
+        prefill: bool = False,
     ) -> np.ndarray:
-        hn = self.hidden(tokens, start_pos, state)
+        hn = self.hidden(tokens, start_pos, state, prefill)
         return self.logits(hn[-1:] if last_only else hn)
 
     def mtp_forward(

@@ -1,0 +1,99 @@
+"""Fast activation quantizers: Numba loops computing exactly ``mtpdec.quants.activations``'
+reference (same float32 operations, so the same bits; tested).
+
+``quantize_rows(x, kind)``: float32 (n, cols) C-contiguous -> ``QuantizedRows``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from mtpdec.quants.activations import Q8_0, Q8_K, ActivationKind, QuantizedRows, check_rows
+
+F32 = np.float32
+
+
+@njit(cache=True, nogil=True)
+def _q8_k(x, q, d, sums, dsums, d_bits):  # pragma: no cover - compiled
+    n, cols = x.shape
+    size = cols // d.shape[1]  # values per scale: 128 (Q8_K) or 256 (Q8_K256)
+    for r in range(n):
+        for blk in range(cols // size):
+            at = blk * size
+            top = np.float32(0.0)
+            amax = np.float32(0.0)
+            for j in range(size):
+                ax = abs(x[r, at + j])
+                if ax > amax:
+                    amax = ax
+                    top = x[r, at + j]
+            if amax == 0:
+                d[r, blk] = 0
+                for j in range(size):
+                    q[r, at + j] = 0
+            else:
+                iscale = np.float32(-127.0) / top
+                for j in range(size):
+                    q[r, at + j] = np.int8(min(np.rint(iscale * x[r, at + j]), np.float32(127)))
+                d[r, blk] = np.float32(1.0) / iscale
+            for g in range(size // 16):
+                s = 0
+                for j in range(16):
+                    s += q[r, at + 16 * g + j]
+                sums[r, at // 16 + g] = s
+                dsums[r, at // 16 + g] = d[r, blk] * np.float32(s)
+
+
+@njit(cache=True, nogil=True)
+def _round_to_half(d, bits, r, blk):  # pragma: no cover - compiled
+    """d[r, blk] rounded in place to the nearest float16 value (ties to even); ``bits`` is
+    d viewed as uint32 (Numba has no float16 scalars). Normal range: the mantissa rounded
+    to 10 bits on the bit pattern; below 2^-14 (float16 subnormals): to a multiple of
+    2^-24; from 65520 on: inf."""
+    v = d[r, blk]
+    a = abs(v)
+    if a >= np.float32(65520.0):
+        d[r, blk] = np.float32(np.inf) if v > 0 else np.float32(-np.inf)
+    elif a < np.float32(6.103515625e-05):
+        d[r, blk] = np.rint(v * np.float32(16777216.0)) / np.float32(16777216.0)
+    else:
+        u = bits[r, blk]
+        u = (u + np.uint32(0x0FFF) + ((u >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)
+        bits[r, blk] = u
+
+
+@njit(cache=True, nogil=True)
+def _q8_0(x, q, d, sums, dsums, d_bits):  # pragma: no cover - compiled
+    n, cols = x.shape
+    for r in range(n):
+        for blk in range(cols // 32):
+            at = blk * 32
+            amax = np.float32(0.0)
+            for j in range(32):
+                amax = max(amax, abs(x[r, at + j]))
+            d[r, blk] = amax / np.float32(127.0)
+            _round_to_half(d, d_bits, r, blk)
+            inv = np.float32(127.0) / amax if amax != 0 else np.float32(0.0)
+            s = 0
+            for j in range(32):
+                v = np.int8(np.rint(x[r, at + j] * inv))
+                q[r, at + j] = v
+                s += v
+            sums[r, blk] = s
+            dsums[r, blk] = d[r, blk] * np.float32(s)
+
+
+_KERNELS = {Q8_K.ggml_type: _q8_k, Q8_0.ggml_type: _q8_0}
+
+
+def quantize_rows(x: np.ndarray, kind: ActivationKind) -> QuantizedRows:
+    """float32 (n, cols) -> 8-bit rows of ``kind`` (Q8_K, Q8_K256 or Q8_0)."""
+    x = np.ascontiguousarray(check_rows(x, kind))
+    n, cols = x.shape
+    q = np.empty((n, cols), dtype=np.int8)
+    d = np.empty((n, cols // kind.block), dtype=F32)
+    sums = np.empty((n, cols // kind.sum_span), dtype=np.int16)
+    dsums = np.empty((n, cols // kind.sum_span), dtype=F32)
+    _KERNELS[kind.ggml_type](x, q, d, sums, dsums, d.view(np.uint32))
+    return QuantizedRows(kind, q, d, sums, dsums)

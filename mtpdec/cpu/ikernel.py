@@ -1,0 +1,173 @@
+"""The n-input integer dot MatVec kernel, specialised per (format, inputs, rows per step, path).
+
+``rows_idot(fmt, n, r, path, w, q, d, sums, out, row0)`` is a Numba intrinsic whose IR
+loops over the weight blocks of ``r`` consecutive rows from ``row0``; each block is read
+and decoded once and multiplied into all ``n`` inputs' 8-bit rows by the format's
+``IntFormat.block`` (``mtpdec.cpu.idecoders``). Each (row, input) pair owns its float
+accumulators, updated in block order and summed by a fixed tree at the end, so the bits
+of ``out[i, row]`` do not depend on n, r, the input's place in the group or the path.
+
+``make_idriver(fmt, n, r, path)`` returns the parallel driver (prange over row groups).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from mtpdec.cpu.idecoders import INT_FORMATS, InputBlock
+from mtpdec.cpu.ir import F32, I8, I64, byte_ptr, reduce_tree
+from mtpdec.cpu.isa import PATHS
+from mtpdec.cpu.kernel import CODEGEN_VERSION, prefetch
+from mtpdec.quants.types import GGMLType
+
+
+def _i64(value: int) -> ir.Constant:
+    return ir.Constant(I64, value)
+
+
+def _data(context, b, arrty, arr) -> ir.Value:
+    return cgutils.create_struct_proxy(arrty)(context, b, value=arr).data
+
+
+def _stride0(context, b, arrty, arr) -> ir.Value:
+    return b.extract_value(cgutils.create_struct_proxy(arrty)(context, b, value=arr).strides, 0)
+
+
+def _total(b: ir.IRBuilder, accs: list[ir.Value]) -> ir.Value:
+    """Sum of every accumulator's lanes, in a fixed order."""
+    total = None
+    for acc in accs:
+        part = reduce_tree(b, acc) if isinstance(acc.type, ir.VectorType) else acc
+        total = part if total is None else b.fadd(total, part)
+    return total
+
+
+@intrinsic
+def rows_idot(typingctx, fmt, g, n, r, path, w, q, d, dsums, out, row0):
+    """out[i, row0 + j] = dot(w[row0 + j], the 8-bit input i) for i < n, j < r.
+
+    fmt, g, n, r, path: integer literals (GGML type id, blocks per step (``INT_FORMATS``
+          key), inputs, rows per step, index in PATHS).
+    w:    uint8[rows, row_bytes] C-contiguous weight bytes.
+    q:    int8[>= n, cols] the inputs' 8-bit values (``QuantizedRows.q``).
+    d:    float32[>= n, cols // act block] their scales; dsums: float32[>= n, ...] the
+          scaled sums (``QuantizedRows.dsums``).
+    out:  float32[>= n, rows] C-contiguous results.
+    """
+    for lit in (fmt, g, n, r, path):
+        if not isinstance(lit, types.IntegerLiteral):
+            return None
+    n_in, n_rows = n.literal_value, r.literal_value
+    path_name = PATHS[path.literal_value]
+    fm = INT_FORMATS[GGMLType(fmt.literal_value), g.literal_value]
+    per_block_sums = fm.elems // fm.act.sum_span
+    per_block_scales = fm.elems // fm.act.block
+    sig = types.void(fmt, g, n, r, path, w, q, d, dsums, out, row0)
+
+    def codegen(context, b, signature, args):
+        w_val, q_val, d_val, s_val, out_val, row0_val = args[5:]
+        wty, qty, dty, sty, outty = signature.args[5:10]
+        i8p, f32p = I8.as_pointer(), F32.as_pointer()
+        w_data = b.bitcast(_data(context, b, wty, w_val), i8p)
+        out_data = b.bitcast(_data(context, b, outty, out_val), f32p)
+        row_bytes = _stride0(context, b, wty, w_val)
+        out_cols = b.sdiv(_stride0(context, b, outty, out_val), _i64(4))
+        nblocks = b.sdiv(row_bytes, _i64(fm.nbytes))
+        row_ptrs = [
+            byte_ptr(b, w_data, b.mul(b.add(row0_val, _i64(j)), row_bytes)) for j in range(n_rows)
+        ]
+
+        def rows_of(arrty, arr, ptr_ty):
+            data = b.bitcast(_data(context, b, arrty, arr), i8p)
+            stride = _stride0(context, b, arrty, arr)
+            return [
+                b.bitcast(byte_ptr(b, data, b.mul(_i64(i), stride)), ptr_ty) for i in range(n_in)
+            ]
+
+        q_rows, d_rows, s_rows = (
+            rows_of(qty, q_val, i8p),
+            rows_of(dty, d_val, f32p),
+            rows_of(sty, s_val, f32p),
+        )
+        zeros = [[[ir.Constant(t, None) for t in fm.acc_types] for _ in range(n_in)]] * n_rows
+
+        entry = b.block
+        loop = b.append_basic_block("blocks")
+        done = b.append_basic_block("reduce")
+        b.cbranch(b.icmp_signed(">", nblocks, _i64(0)), loop, done)
+
+        b.position_at_end(loop)
+        blk = b.phi(I64, "blk")
+        blk.add_incoming(_i64(0), entry)
+        phis = [[[b.phi(t) for t in fm.acc_types] for _ in range(n_in)] for _ in range(n_rows)]
+        for prow, zrow in zip(phis, zeros):
+            for pin, zin in zip(prow, zrow):
+                for phi, z in zip(pin, zin):
+                    phi.add_incoming(z, entry)
+        inputs = [
+            InputBlock(
+                b.gep(q_rows[i], [b.mul(blk, _i64(fm.elems))]),
+                b.gep(d_rows[i], [b.mul(blk, _i64(per_block_scales))]),
+                b.gep(s_rows[i], [b.mul(blk, _i64(per_block_sums))]),
+            )
+            for i in range(n_in)
+        ]
+        blk_w = [byte_ptr(b, rp, b.mul(blk, _i64(fm.nbytes))) for rp in row_ptrs]
+        if fm.prefetch_bytes:
+            prefetch(b, [byte_ptr(b, p, _i64(fm.prefetch_bytes)) for p in blk_w])
+        new = [fm.block(b, path_name, p, inputs, phis[j]) for j, p in enumerate(blk_w)]
+        tail = b.block
+        blk_next = b.add(blk, _i64(1))
+        blk.add_incoming(blk_next, tail)
+        for prow, nrow in zip(phis, new):
+            for pin, nin in zip(prow, nrow):
+                for phi, v in zip(pin, nin):
+                    phi.add_incoming(v, tail)
+        b.cbranch(b.icmp_signed("<", blk_next, nblocks), loop, done)
+
+        b.position_at_end(done)
+        finals = []
+        for j in range(n_rows):
+            for i in range(n_in):
+                row_final = []
+                for t, z, v in zip(fm.acc_types, zeros[j][i], new[j][i]):
+                    phi = b.phi(t)
+                    phi.add_incoming(z, entry)
+                    phi.add_incoming(v, tail)
+                    row_final.append(phi)
+                finals.append((j, i, row_final))
+        for j, i, final in finals:
+            idx = b.add(b.mul(_i64(i), out_cols), b.add(row0_val, _i64(j)))
+            b.store(_total(b, final), b.gep(out_data, [idx]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@functools.cache
+def make_idriver(fmt: int, g: int, n: int, r: int, path: str):
+    """The parallel driver of one (format, blocks per step, n inputs, r rows per step, path)
+    variant.
+
+    ``driver(w, q, d, dsums, out)``: out[:n] = the n 8-bit inputs times dequant(w)^T;
+    prange over steps of r rows, leftover rows one at a time (the same bits per row).
+    """
+    code_version = CODEGEN_VERSION  # part of Numba's cache key (closure contents)
+    path_id = PATHS.index(path)
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def driver(w, q, d, dsums, out):
+        _ = code_version
+        rows = w.shape[0]
+        steps = rows // r
+        for s in prange(steps):
+            rows_idot(fmt, g, n, r, path_id, w, q, d, dsums, out, s * r)
+        for row in range(steps * r, rows):
+            rows_idot(fmt, g, n, 1, path_id, w, q, d, dsums, out, row)
+
+    return driver

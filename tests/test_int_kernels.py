@@ -1,0 +1,155 @@
+"""The integer dot kernels (``activations="q8"``) of every quantized format on every
+instruction path this machine can run.
+
+References: gguf's dequantizer for the weights (float64) times the numpy reference of
+the 8-bit activations (``mtpdec.quants.activations``), summed in float64. Bit identity:
+each output row, compared as integer bit views, is the same whatever n and whatever the
+row's position in the batch. A subprocess compiles the kernels for an AVX2-only CPU
+(Numba's target set to Haswell) and must reproduce the in-process avx2 path's bits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gguf
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+
+from mtpdec.cpu.idecoders import INT_FORMATS
+from mtpdec.cpu.isa import available_paths
+from mtpdec.cpu.matvec import MatVec
+from mtpdec.quants.activations import quantize_rows_ref
+from mtpdec.quants.pack import random_blocks
+from mtpdec.quants.types import GGMLType, block_size
+from mtpdec.tensor import Tensor
+
+ROWS = 37
+INT_TYPES = sorted({t for t, _ in INT_FORMATS}, key=int)
+PATHS = available_paths()
+# K formats: 2 blocks per row; 32-weight formats: an even count (two blocks per step)
+# and an odd one (one block per step)
+SHAPES = [(t, 512) for t in INT_TYPES] + [(t, 544) for t in INT_TYPES if block_size(t)[0] == 32]
+
+
+def shape_id(case: tuple[GGMLType, int]) -> str:
+    return f"{case[0].name}-{case[1]}"
+
+
+def random_weight(t: GGMLType, cols: int, seed: int) -> Tensor:
+    rng = np.random.default_rng(seed)
+    elems, nbytes = block_size(t)
+    raw = random_blocks(t, ROWS * cols // elems, rng, scale=0.05)
+    return Tensor(f"w.{t.name}", int(t), (ROWS, cols), raw.reshape(ROWS, -1))
+
+
+def inputs(cols: int, n: int, seed: int) -> np.ndarray:
+    """Random rows with an outlier and an all-zero stretch (zero activation blocks)."""
+    x = np.random.default_rng(seed).standard_normal((n, cols)).astype(np.float32)
+    x[0, 3] = 40.0
+    x[1 % n, :256] = 0.0
+    return x
+
+
+def reference(w: Tensor, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 (quantized x) @ W^T and the sum of the terms' magnitudes per output."""
+    kind = INT_FORMATS[GGMLType(w.ggml_type), 1].act
+    xq = quantize_rows_ref(x, kind).dequantize().astype(np.float64)
+    dense = gguf.quants.dequantize(w.raw, gguf.GGMLQuantizationType(w.ggml_type))
+    dense = dense.astype(np.float64)
+    return xq @ dense.T, np.abs(xq) @ np.abs(dense).T
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", SHAPES, ids=shape_id)
+def test_equals_float64_of_the_quantized_operands(case, path: str) -> None:
+    t, cols = case
+    w = random_weight(t, cols, seed=int(t))
+    x = inputs(cols, 5, seed=cols)
+    ref, scale = reference(w, x)
+    got = MatVec(w, "q8", path)(x)
+    assert got.shape == (5, ROWS) and got.dtype == np.float32
+    err = np.abs(got - ref) / np.maximum(scale, 1e-30)
+    assert err.max() <= 1e-6, f"{t.name} {path}: error {err.max():.2e} of the terms' sum"
+    big = np.abs(ref) > 1e-2 * scale  # no cancellation: plain relative error as well
+    assert (np.abs(got - ref)[big] / np.abs(ref[big])).max() <= 1e-5
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", SHAPES, ids=shape_id)
+def test_rows_bitwise_identical_across_n_and_position(case, path: str) -> None:
+    t, cols = case
+    mv = MatVec(random_weight(t, cols, seed=100 + int(t)), "q8", path)
+    x = inputs(cols, 9, seed=7)
+    alone = np.stack([mv(x[i : i + 1])[0] for i in range(9)]).view(np.uint32)
+    for n in range(1, 10):
+        for start in range(0, 10 - n):
+            got = mv(x[start : start + n]).view(np.uint32)
+            assert np.array_equal(got, alone[start : start + n]), f"n={n} start={start}"
+    assert np.array_equal(mv(x[::-1]).view(np.uint32), alone[::-1])
+
+
+@pytest.mark.parametrize("case", SHAPES, ids=shape_id)
+def test_paths_of_one_family_give_the_same_bits(case) -> None:
+    """The VNNI paths share one integer lane layout, avx2 and portable another; the
+    32-weight formats have one layout on every path."""
+    t, cols = case
+    w = random_weight(t, cols, seed=3)
+    x = inputs(cols, 3, seed=4)
+    bits = {p: MatVec(w, "q8", p)(x).view(np.uint32) for p in PATHS}
+    families = [["avx512vnni", "avxvnni"], ["avx2", "portable"]]
+    if block_size(t)[0] == 32:
+        families = [PATHS]
+    for family in families:
+        present = [p for p in family if p in bits]
+        for p in present[1:]:
+            assert np.array_equal(bits[p], bits[present[0]]), f"{p} vs {present[0]}"
+
+
+_CHILD = """
+import json, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_int_kernels import SHAPES, inputs, random_weight
+from mtpdec.cpu.isa import host_path
+from mtpdec.cpu.matvec import MatVec
+out = {{"path": host_path()}}
+for t, cols in SHAPES:
+    y = MatVec(random_weight(t, cols, seed=11), "q8")(inputs(cols, 3, seed=12))
+    out[f"{{t.name}}-{{cols}}"] = y.view(np.uint32).tolist()
+json.dump(out, sys.stdout)
+"""
+
+
+@pytest.mark.slow
+def test_an_avx2_only_target_reproduces_the_avx2_path(tmp_path: Path) -> None:
+    """Numba compiles for Haswell (no AVX-512, no VNNI) in a child process: it must pick
+    the avx2 path and give the same bits as the avx2 path compiled for this CPU."""
+    if "avx2" not in PATHS:
+        pytest.skip("this CPU has no AVX2")
+    feats = llvm.get_host_cpu_features()
+    for name in list(feats):
+        if name.startswith(("avx512", "avxvnni", "amx", "avx10")) or name == "evex512":
+            feats[name] = False
+    env = dict(
+        os.environ,
+        NUMBA_CPU_NAME="haswell",
+        NUMBA_CPU_FEATURES=feats.flatten(),
+        NUMBA_CACHE_DIR=str(tmp_path),
+    )
+    code = _CHILD.format(tests=str(Path(__file__).parent))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    child = json.loads(proc.stdout)
+    assert child.pop("path") == "avx2"
+    for t, cols in SHAPES:
+        want = MatVec(random_weight(t, cols, seed=11), "q8", "avx2")(inputs(cols, 3, seed=12))
+        got = np.array(child[f"{t.name}-{cols}"], dtype=np.uint32)
+        assert np.array_equal(got, want.view(np.uint32)), f"{t.name}-{cols}"
