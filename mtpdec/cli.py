@@ -96,14 +96,17 @@ def generate(
         help="RAM for dequantized fp32 weights that speed up long prompts (0 = none; "
         "used only when all of the model's matrices fit).",
     ),
+    activations: str = typer.Option(
+        "q8",
+        "--activations",
+        help="q8: round each matmul's input rows to 8 bits and use integer dot products "
+        "(as llama.cpp; fast); f32: exact float32 inputs (slower reference).",
+    ),
 ) -> None:
     """Generate text from a prompt: stream it to stdout, timings to stderr."""
-    from mtpdec.generate import run_generate
+    from mtpdec.generate import GenerateOptions, run_generate
 
-    run_generate(
-        model,
-        prompt,
-        prompt_file,
+    opts = GenerateOptions(
         n_predict=n_predict,
         temp=temp,
         top_k=top_k,
@@ -112,7 +115,9 @@ def generate(
         ctx=ctx,
         as_json=json_out,
         prefill_mib=prefill_mib,
+        activations=activations,
     )
+    run_generate(model, prompt, prompt_file, opts)
 
 
 @app.command()
@@ -163,12 +168,27 @@ def bench_kernels(
     json_path: Path | None = typer.Option(
         None, "--json", help="Also write the results as JSON here."
     ),
+    activations: str = typer.Option(
+        "q8,f32", "--activations", help="Activation modes to time: q8, f32 or both."
+    ),
+    path: str | None = typer.Option(
+        None,
+        "--path",
+        help="Instruction path of the integer kernels (avx512vnni, avxvnni, avx2, portable; "
+        "default: the widest this CPU runs).",
+    ),
 ) -> None:
     """Time the n-input dequant MatVec kernels against the machine's measured read bandwidth."""
     from mtpdec.bench.kernels import run_kernel_bench
 
     run_kernel_bench(
-        formats=formats, inputs=inputs, matrix_mb=matrix_mb, repeats=repeats, json_path=json_path
+        formats=formats,
+        inputs=inputs,
+        matrix_mb=matrix_mb,
+        repeats=repeats,
+        json_path=json_path,
+        activations=activations,
+        path=path,
     )
 
 

@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,28 +69,42 @@ def _spinner(text: str) -> Iterator[Any]:
         yield status
 
 
+@dataclass(frozen=True)
+class GenerateOptions:
+    """Everything `mtpdec generate` takes besides the model and the prompt (see the CLI
+    help for each); ``check()`` raises MtpdecError naming the first bad one."""
+
+    n_predict: int = 128
+    temp: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    ctx: int | None = None
+    as_json: bool = False
+    prefill_mib: int = 2048
+    activations: str = "q8"
+
+    def check(self) -> None:
+        from mtpdec.cpu.matvec import ACTIVATION_MODES
+
+        if self.activations not in ACTIVATION_MODES:
+            known = " or ".join(ACTIVATION_MODES)
+            raise MtpdecError(f"--activations must be {known}, got {self.activations!r}")
+        if self.prefill_mib < 0:
+            raise MtpdecError(f"--prefill-mib must be >= 0, got {self.prefill_mib}")
+        if self.n_predict < 0:
+            raise MtpdecError(f"-n/--n-predict must be >= 0, got {self.n_predict}")
+        check_sampling(self.temp, self.top_k, self.top_p, self.seed)
+        if self.ctx is not None and self.ctx < 1:
+            raise MtpdecError(f"--ctx must be >= 1, got {self.ctx}")
+
+
 def run_generate(
-    model_path: Path,
-    prompt: str | None,
-    prompt_file: Path | None,
-    n_predict: int,
-    temp: float,
-    top_k: int,
-    top_p: float,
-    seed: int | None,
-    ctx: int | None,
-    as_json: bool,
-    prefill_mib: int = 2048,
+    model_path: Path, prompt: str | None, prompt_file: Path | None, opts: GenerateOptions
 ) -> None:
     """Everything `mtpdec generate` does; MtpdecError for any bad input."""
     text = read_prompt(prompt, prompt_file)
-    if prefill_mib < 0:
-        raise MtpdecError(f"--prefill-mib must be >= 0, got {prefill_mib}")
-    if n_predict < 0:
-        raise MtpdecError(f"-n/--n-predict must be >= 0, got {n_predict}")
-    check_sampling(temp, top_k, top_p, seed)
-    if ctx is not None and ctx < 1:
-        raise MtpdecError(f"--ctx must be >= 1, got {ctx}")
+    opts.check()
 
     from mtpdec.models import load_model
     from mtpdec.models.layers import DENSE_MIN_ROWS
@@ -98,9 +113,11 @@ def run_generate(
     timings = Timings()
     with _spinner(f"loading {model_path}") as status:
         t0 = time.perf_counter()
-        model = load_model(model_path, dense_budget_bytes=prefill_mib << 20)
+        model = load_model(
+            model_path, dense_budget_bytes=opts.prefill_mib << 20, activations=opts.activations
+        )
         timings.load_s = time.perf_counter() - t0
-        n_ctx = check_ctx(ctx, model.n_ctx_train)
+        n_ctx = check_ctx(opts.ctx, model.n_ctx_train)
         prompt_ids = model.tokenizer.encode(text)
         if not prompt_ids:
             raise MtpdecError("the prompt has no tokens")
@@ -112,7 +129,7 @@ def run_generate(
         # dense prefill weights only pay off for prompts that take the batched path
         timings.compile_s = model.compile(dense=len(prompt_ids) >= DENSE_MIN_ROWS)
 
-    sampler = Sampler(temp, top_k, top_p, seed)
+    sampler = Sampler(opts.temp, opts.top_k, opts.top_p, opts.seed)
     try:
         state = model.new_state(n_ctx)
     except MemoryError:
@@ -122,16 +139,16 @@ def run_generate(
     out_ids: list[int] = []
     stop = None
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for step in decode_plain(model, prompt_ids, n_predict, sampler, state):
+    for step in decode_plain(model, prompt_ids, opts.n_predict, sampler, state):
         timings.record(step)
         out_ids.extend(step.tokens)
         stop = step.stop
-        if not as_json and step.tokens:
+        if not opts.as_json and step.tokens:
             chunk = b"".join(model.tokenizer.token_bytes(t) for t in step.tokens)
             sys.stdout.write(utf8.decode(chunk))
             sys.stdout.flush()
 
-    if as_json:
+    if opts.as_json:
         result = result_json(model_path, model, text, prompt_ids, out_ids, sampler, n_ctx, stop)
         result["stats"] = timings.as_dict()
         print(json.dumps(result, ensure_ascii=False, indent=2))
@@ -154,9 +171,13 @@ def result_json(
     """The --json object, less ``stats``: prompt and output as text and token ids."""
     import numba
 
+    from mtpdec.cpu.isa import host_path
+
     return {
         "model": str(model_path),
         "architecture": model.config.architecture,
+        "activations": model.activations,
+        "kernel_path": host_path() if model.activations == "q8" else "float",
         "prompt": prompt,
         "prompt_ids": [int(t) for t in prompt_ids],
         "output_ids": [int(t) for t in out_ids],

@@ -68,6 +68,30 @@ def gather(f: GGUFFile) -> dict[str, Any]:
         "tensor_bytes": sum(t["bytes"] for t in types),
         "tensor_types": types,
         "unused_tensors": [name for name in f.tensors if name not in used],
+        "kernels": kernel_facts([t["type"] for t in types]),
+    }
+
+
+def kernel_facts(type_names: list[str]) -> dict[str, Any]:
+    """Which CPU kernels this machine runs, and how each tensor type multiplies in the
+    default q8 mode (integer dot with 8-bit activations of a kind, or float32)."""
+    from mtpdec.cpu.isa import available_paths, host_path
+    from mtpdec.quants.activations import ACTIVATION_KIND
+    from mtpdec.quants.types import GGMLType
+
+    by_type = {}
+    for name in type_names:
+        kind = ACTIVATION_KIND.get(GGMLType[name]) if name in GGMLType.__members__ else None
+        by_type[name] = (
+            f"int8 dot, {kind.ggml_type.name} activations (scale per {kind.block})"
+            if kind
+            else "float32"
+        )
+    return {
+        "instruction_path": host_path(),
+        "available_paths": available_paths(),
+        "default_activations": "q8",
+        "q8_by_type": by_type,
     }
 
 
@@ -117,6 +141,12 @@ def _render(facts: dict[str, Any]) -> None:
     console.print(types)
     if facts["unused_tensors"]:
         console.print(f"not used by mtpdec: {', '.join(facts['unused_tensors'])}", markup=False)
+    k = facts["kernels"]
+    console.print(
+        f"kernels: integer dot path {k['instruction_path']} (this CPU runs: "
+        f"{', '.join(k['available_paths'])}); activations {k['default_activations']} by default",
+        markup=False,
+    )
 
 
 def run_info(path: Path, as_json: bool) -> None:

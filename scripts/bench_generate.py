@@ -6,7 +6,9 @@ first, a fixed English text cut to --prompt-tokens) for --n-predict tokens, igno
 end-of-generation tokens, on the same thread count, in one process:
 
 - mtpdec in-process through the library (``mtpdec.decode.decode_plain`` and
-  ``mtpdec.metrics.Timings``): timed exactly as ``mtpdec generate`` reports it.
+  ``mtpdec.metrics.Timings``): timed exactly as ``mtpdec generate`` reports it, once per
+  activation mode given by ``--activations`` (q8: 8-bit activations and integer dot
+  products, the default; f32: exact float32 activations).
 - llama.cpp through llama-cpp-python (``pip install mtpdec[ref]``): ``Llama.eval`` over
   the whole prompt in one batch (n_batch = n_ubatch >= the prompt), then one token per
   ``eval``, each followed by an argmax over the last logits row, timed the same way.
@@ -14,7 +16,7 @@ end-of-generation tokens, on the same thread count, in one process:
 Prefill = the prompt forward and the first pick; decode = the n_predict - 1 later
 single-token steps; tok/s = tokens / seconds of each phase. After a warm-up run of
 each, --rounds interleaved rounds run A then B, then B then A, and so on; medians are
-reported. Weight bytes per decoded token (every trunk tensor, the output matrix, one
+reported; the rounds rotate the order of the engines. Weight bytes per decoded token (every trunk tensor, the output matrix, one
 embedding row; MTP blocks excluded; KV-cache reads are not counted) times decode tok/s
 is the weight read rate, held against the read bandwidth measured before and after
 the rounds (``mtpdec.bench.bandwidth.read_bandwidth``). The benchmark asserts nothing;
@@ -80,7 +82,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="untimed runs of each first (default 1)")
     p.add_argument("--bw-mb", type=int, default=512, help="read-bandwidth buffer MiB (default 512)")
     p.add_argument("--json", type=Path, default=Path("bench_generate.json"), help="JSON output")
+    p.add_argument(
+        "--activations", default="q8,f32", help="mtpdec modes to run: q8, f32 or both (default)"
+    )
     args = p.parse_args(argv)
+    args.modes = list(dict.fromkeys(m.strip() for m in args.activations.split(",")))
+    if not args.modes or not set(args.modes) <= {"q8", "f32"}:
+        p.error("--activations takes q8, f32 or q8,f32")
     for name in ("threads", "prompt_tokens", "n_predict", "rounds", "bw_mb"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -125,13 +133,12 @@ def prompt_ids(tokenizer: Any, n: int) -> list[int]:
 
 
 class MtpdecRunner:
-    name = "mtpdec"
-
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, activations: str) -> None:
         from mtpdec.models import load_model
 
+        self.name = f"mtpdec-{activations}"
         t0 = time.perf_counter()
-        self.model = load_model(path)
+        self.model = load_model(path, activations=activations)
         self.load_s = time.perf_counter() - t0
         self.compile_s = self.model.compile()
 
@@ -219,18 +226,21 @@ def render(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    s, peer = result["mtpdec"], result["llama.cpp"]
+    peer = result["llama.cpp"]
+    engines = [name for name in result["engines"] if name != "llama.cpp"]
     table = Table(
         title=(
             f"{Path(result['model']).name}: prompt {result['prompt_tokens']}, decode "
             f"{result['n_predict']}, {result['threads']} threads, {result['rounds']} rounds, "
-            f"read bandwidth {result['read_bandwidth_gbps']:.1f} GB/s"
+            f"read bandwidth {result['read_bandwidth_gbps']:.1f} GB/s; {result['machine']}, "
+            f"mtpdec integer path {result['instruction_path']}"
         )
     )
     table.add_column("", justify="right", no_wrap=True)
     for col in ("prefill tok/s", "decode tok/s", "weights GB/s", "of read BW"):
         table.add_column(col, justify="right")
-    for name, r in (("mtpdec", s), ("llama.cpp", peer)):
+    for name in engines + ["llama.cpp"]:
+        r = result[name]
         table.add_row(
             name,
             f"{r['prefill_tok_s']:.1f}",
@@ -238,20 +248,25 @@ def render(result: dict[str, Any]) -> None:
             f"{r['decode_weight_gbps']:.2f}",
             f"{r['of_read_bandwidth']:.0%}",
         )
-    table.add_row(
-        "mtpdec / llama.cpp",
-        f"{s['prefill_tok_s'] / peer['prefill_tok_s']:.2f}x",
-        f"{s['decode_tok_s'] / peer['decode_tok_s']:.2f}x",
-        "",
-        "",
-    )
+    for name in engines:
+        s = result[name]
+        table.add_row(
+            f"{name} / llama.cpp",
+            f"{s['prefill_tok_s'] / peer['prefill_tok_s']:.2f}x",
+            f"{s['decode_tok_s'] / peer['decode_tok_s']:.2f}x",
+            "",
+            "",
+        )
     console = Console()
     console.print(table)
+    for name in engines:
+        console.print(
+            f"{name}: load {result['load_s'][name]:.2f} s, compile "
+            f"{result['compile_s'][name]:.2f} s; greedy output agrees with llama.cpp's on "
+            f"the first {result['greedy_agreement'][name]} of {result['n_predict']} tokens"
+        )
     console.print(
-        f"weights read per decoded token: {result['decode_weight_bytes'] / 2**20:.1f} MiB; "
-        f"mtpdec load {result['mtpdec_load_s']:.2f} s, compile {result['mtpdec_compile_s']:.2f} s; "
-        f"greedy outputs agree on the first {result['greedy_agreement']} of "
-        f"{result['n_predict']} tokens"
+        f"weights read per decoded token: {result['decode_weight_bytes'] / 2**20:.1f} MiB"
     )
 
 
@@ -264,21 +279,23 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(args.threads)
     apply_threads()
 
-    mt = MtpdecRunner(path)
-    ids = prompt_ids(mt.model.tokenizer, args.prompt_tokens)
+    mts = [MtpdecRunner(path, mode) for mode in args.modes]
+    ids = prompt_ids(mts[0].model.tokenizer, args.prompt_tokens)
     n_ctx = len(ids) + args.n_predict
-    if n_ctx > mt.model.n_ctx_train:
+    if n_ctx > mts[0].model.n_ctx_train:
         sys.exit(f"prompt + n_predict = {n_ctx} exceeds the training context")
     ll = LlamaRunner(path, args.threads, n_ctx, max(512, len(ids)))
-    weight_bytes = decode_weight_bytes(mt.model.file)
+    weight_bytes = decode_weight_bytes(mts[0].model.file)
+    runners = [*mts, ll]
 
     readings = [read_bandwidth(args.bw_mb)]
-    for runner in (mt, ll):
+    for runner in runners:
         for _ in range(args.warmup):
             runner.run(ids, args.n_predict)
-    runs: dict[str, list[Run]] = {"mtpdec": [], "llama.cpp": []}
+    runs: dict[str, list[Run]] = {runner.name: [] for runner in runners}
     for r in range(args.rounds):
-        for runner in (mt, ll) if r % 2 == 0 else (ll, mt):
+        k = r % len(runners)
+        for runner in runners[k:] + runners[:k]:  # rotate who goes first
             runs[runner.name].append(runner.run(ids, args.n_predict))
     readings.append(read_bandwidth(args.bw_mb))
     bandwidth = statistics.median(readings)
@@ -287,9 +304,14 @@ def main(argv: list[str] | None = None) -> None:
     import numba
 
     import mtpdec
+    from mtpdec.bench.kernels import cpu_model
+    from mtpdec.cpu.isa import host_path
 
+    llama_tokens = runs["llama.cpp"][0].tokens
     result: dict[str, Any] = {
         "model": str(path),
+        "engines": list(runs),
+        "instruction_path": host_path(),
         "prompt_tokens": len(ids),
         "n_predict": args.n_predict,
         "threads": args.threads,
@@ -298,12 +320,10 @@ def main(argv: list[str] | None = None) -> None:
         "decode_weight_bytes": weight_bytes,
         "read_bandwidth_gbps": bandwidth,
         "read_bandwidth_readings_gbps": readings,
-        "mtpdec_load_s": mt.load_s,
-        "mtpdec_compile_s": mt.compile_s,
-        "llama_load_s": ll.load_s,
-        "greedy_agreement": agreement(runs["mtpdec"][0].tokens, runs["llama.cpp"][0].tokens),
-        "mtpdec": summarize(runs["mtpdec"], weight_bytes, bandwidth),
-        "llama.cpp": summarize(runs["llama.cpp"], weight_bytes, bandwidth),
+        "load_s": {m.name: m.load_s for m in mts} | {"llama.cpp": ll.load_s},
+        "compile_s": {m.name: m.compile_s for m in mts},
+        "greedy_agreement": {m.name: agreement(runs[m.name][0].tokens, llama_tokens) for m in mts},
+        **{name: summarize(r, weight_bytes, bandwidth) for name, r in runs.items()},
         "runs": {k: [asdict(x) for x in v] for k, v in runs.items()},
         "versions": {
             "mtpdec": mtpdec.__version__,
@@ -312,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
             "numpy": np.__version__,
             "python": platform.python_version(),
         },
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_model(),
     }
     render(result)
     args.json.write_text(json.dumps(result, indent=2))

@@ -40,6 +40,8 @@ def test_every_command_has_help(args: list[str]) -> None:
         (["bench", "kernels", "--formats", "Q9_9"], "unknown format 'Q9_9'"),
         (["bench", "kernels", "--formats", "Q4_1"], "format Q4_1 has no kernel"),
         (["bench", "kernels", "--repeats", "0"], "--repeats must be >= 1"),
+        (["bench", "kernels", "--activations", "int4"], "--activations takes a list of q8, f32"),
+        (["bench", "kernels", "--path", "neon"], "unknown instruction path 'neon'"),
     ],
 )
 def test_impossible_options_are_one_line_errors(args: list[str], message: str) -> None:
@@ -73,3 +75,10 @@ def test_synth_force_replaces_only_regular_files(tmp_path) -> None:
     assert result.exit_code == 2
     assert "not a regular file" in result.stderr
     assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_bench_kernels_refuses_a_path_the_cpu_cannot_run(monkeypatch) -> None:
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+sse2")  # a target with no AVX2 at all
+    result = runner.invoke(app, ["bench", "kernels", "--path", "avx2"])
+    assert result.exit_code == 2
+    assert "this CPU cannot run the avx2 path (it can run: portable)" in result.stderr

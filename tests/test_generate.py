@@ -103,6 +103,7 @@ def test_model_dependent_errors(fake: FakeModel, args: list[str], message: str) 
         (["hi", "--top-p", "1.5"], "--top-p must be in (0, 1]"),
         (["hi", "--seed", "-3"], "--seed must be in [0, 2^64)"),
         (["hi", "--ctx", "0"], "--ctx must be >= 1, got 0"),
+        (["hi", "--activations", "fp8"], "--activations must be q8 or f32, got 'fp8'"),
     ],
 )
 def test_option_errors_come_before_loading(tmp_path: Path, args: list[str], message: str) -> None:
@@ -146,6 +147,15 @@ def test_tiny_greedy_is_deterministic_and_json_is_consistent(tiny: Path) -> None
     assert n == 12 if a["stop"] == "n_predict" else n < 12 and a["stop"] == "eog"
     assert a["stats"]["prompt_tokens"] == len(a["prompt_ids"])
     assert a["stats"]["decode_tokens"] == max(n - 1, 0)
+
+
+def test_tiny_activation_modes(tiny: Path) -> None:
+    """Both modes run end to end and say which numerics and kernel path they used."""
+    q8 = generate_json(tiny, "Hello world", "-n", "6")
+    f32 = generate_json(tiny, "Hello world", "-n", "6", "--activations", "f32")
+    assert q8["activations"] == "q8" and q8["kernel_path"] != "float"
+    assert f32["activations"] == "f32" and f32["kernel_path"] == "float"
+    assert len(q8["output_ids"]) == len(f32["output_ids"]) == 6
 
 
 def test_tiny_seeded_sampling_is_reproducible(tiny: Path) -> None:

@@ -214,8 +214,13 @@ def test_info_qwen35_plan(tmp_path):
     hp = facts["hyperparameters"]
     assert (hp["n_trunk"], hp["n_mtp"], hp["ssm_time_step_rank"]) == (4, 1, 4)
     assert hp["rope_sections"] == [3, 3, 2, 0]
+    kernels = facts["kernels"]
+    assert kernels["instruction_path"] == kernels["available_paths"][0]
+    assert kernels["default_activations"] == "q8"
+    assert set(kernels["q8_by_type"]) == {t["type"] for t in facts["tensor_types"]}
     table = _info(str(path))
     assert table.exit_code == 0 and "3 gdn, 1 attention, 1 mtp" in table.stdout
+    assert f"integer dot path {kernels['instruction_path']}" in table.stdout
 
 
 def test_info_lists_unused_tensors(tmp_path):

@@ -1,5 +1,6 @@
 """Fast activation quantizers: Numba loops computing exactly ``mtpdec.quants.activations``'
-reference (same float32 operations, so the same bits; tested).
+reference (same float32 operations, so the same bits; tested). Float division follows
+numpy (inf/nan, no exception), as the reference does for non-finite activations.
 
 ``quantize_rows(x, kind)``: float32 (n, cols) C-contiguous -> ``QuantizedRows``.
 """
@@ -14,7 +15,7 @@ from mtpdec.quants.activations import Q8_0, Q8_K, ActivationKind, QuantizedRows,
 F32 = np.float32
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _q8_k(x, q, d, sums, dsums, d_bits):  # pragma: no cover - compiled
     n, cols = x.shape
     size = cols // d.shape[1]  # values per scale: 128 (Q8_K) or 256 (Q8_K256)
@@ -63,7 +64,7 @@ def _round_to_half(d, bits, r, blk):  # pragma: no cover - compiled
         bits[r, blk] = u
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _q8_0(x, q, d, sums, dsums, d_bits):  # pragma: no cover - compiled
     n, cols = x.shape
     for r in range(n):

@@ -18,6 +18,7 @@ path is the widest one the compile target has (Numba's target: the host CPU, unl
 from __future__ import annotations
 
 import functools
+import os
 
 from llvmlite import ir
 
@@ -35,14 +36,15 @@ _NATIVE_BYTES = {"avx512vnni": 64, "avxvnni": 32, "avx2": 32}
 
 
 def target_features() -> dict[str, bool]:
-    """CPU features of the target Numba compiles for (honours NUMBA_CPU_FEATURES)."""
+    """CPU features of the target Numba compiles for: the host's, unless Numba's own
+    NUMBA_CPU_FEATURES / NUMBA_CPU_NAME say otherwise (read here without importing Numba)."""
     import llvmlite.binding as llvm
-    from numba.core import config
 
-    if config.CPU_FEATURES is not None:
-        flags = (f for f in str(config.CPU_FEATURES).split(",") if f)
+    features = os.environ.get("NUMBA_CPU_FEATURES")
+    if features:
+        flags = (f for f in features.split(",") if f)
         return {f[1:]: f[0] == "+" for f in flags}
-    if config.CPU_NAME is not None:  # a named CPU without a feature list: assume the least
+    if os.environ.get("NUMBA_CPU_NAME"):  # a named CPU without a feature list: the least
         return {}
     return dict(llvm.get_host_cpu_features())
 
