@@ -21,7 +21,7 @@ import llvmlite.binding as llvm
 import numpy as np
 import pytest
 
-from mtpdec.cpu.idecoders import INT_FORMATS
+from mtpdec.cpu.idecoders import INT_FORMATS, X8
 from mtpdec.cpu.isa import available_paths
 from mtpdec.cpu.matvec import MatVec
 from mtpdec.quants.activations import quantize_rows_ref
@@ -37,15 +37,24 @@ PATHS = available_paths()
 SHAPES = [(t, 512) for t in INT_TYPES] + [(t, 544) for t in INT_TYPES if block_size(t)[0] == 32]
 
 
-def shape_id(case: tuple[GGMLType, int]) -> str:
-    return f"{case[0].name}-{case[1]}"
-
-
-def random_weight(t: GGMLType, cols: int, seed: int) -> Tensor:
+def random_weight(t: GGMLType, cols: int, seed: int, rows: int = ROWS) -> Tensor:
     rng = np.random.default_rng(seed)
     elems, nbytes = block_size(t)
-    raw = random_blocks(t, ROWS * cols // elems, rng, scale=0.05)
-    return Tensor(f"w.{t.name}", int(t), (ROWS, cols), raw.reshape(ROWS, -1))
+    raw = random_blocks(t, rows * cols // elems, rng, scale=0.05)
+    return Tensor(f"w.{t.name}", int(t), (rows, cols), raw.reshape(rows, -1))
+
+
+REPACKED = {t for t, layout in INT_FORMATS if layout == X8}
+# (weight shape, repack): the repacked types run both layouts (37 rows: 4 interleaved
+# groups of 8 and 5 rows left in the plain layout)
+LAYOUT_CASES = [(case, False) for case in SHAPES] + [
+    (case, True) for case in SHAPES if case[0] in REPACKED
+]
+
+
+def layout_id(case) -> str:
+    (t, cols), repack = case
+    return f"{t.name}-{cols}" + ("-x8" if repack else "")
 
 
 def inputs(cols: int, n: int, seed: int) -> np.ndarray:
@@ -66,13 +75,13 @@ def reference(w: Tensor, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("case", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=layout_id)
 def test_equals_float64_of_the_quantized_operands(case, path: str) -> None:
-    t, cols = case
+    (t, cols), repack = case
     w = random_weight(t, cols, seed=int(t))
     x = inputs(cols, 5, seed=cols)
     ref, scale = reference(w, x)
-    got = MatVec(w, "q8", path)(x)
+    got = MatVec(w, "q8", path, repack=repack)(x)
     assert got.shape == (5, ROWS) and got.dtype == np.float32
     err = np.abs(got - ref) / np.maximum(scale, 1e-30)
     assert err.max() <= 1e-6, f"{t.name} {path}: error {err.max():.2e} of the terms' sum"
@@ -81,10 +90,10 @@ def test_equals_float64_of_the_quantized_operands(case, path: str) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("case", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=layout_id)
 def test_rows_bitwise_identical_across_n_and_position(case, path: str) -> None:
-    t, cols = case
-    mv = MatVec(random_weight(t, cols, seed=100 + int(t)), "q8", path)
+    (t, cols), repack = case
+    mv = MatVec(random_weight(t, cols, seed=100 + int(t)), "q8", path, repack=repack)
     x = inputs(cols, 9, seed=7)
     alone = np.stack([mv(x[i : i + 1])[0] for i in range(9)]).view(np.uint32)
     for n in range(1, 10):
@@ -94,17 +103,22 @@ def test_rows_bitwise_identical_across_n_and_position(case, path: str) -> None:
     assert np.array_equal(mv(x[::-1]).view(np.uint32), alone[::-1])
 
 
-@pytest.mark.parametrize("case", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=layout_id)
 def test_paths_of_one_family_give_the_same_bits(case) -> None:
     """The VNNI paths share one integer lane layout, avx2 and portable another; the
-    32-weight formats have one layout on every path."""
-    t, cols = case
+    32-weight formats and the interleaved groups have one on every path (the rows left
+    in the plain layout after the groups follow their family)."""
+    (t, cols), repack = case
     w = random_weight(t, cols, seed=3)
     x = inputs(cols, 3, seed=4)
-    bits = {p: MatVec(w, "q8", p)(x).view(np.uint32) for p in PATHS}
+    bits = {p: MatVec(w, "q8", p, repack=repack)(x).view(np.uint32) for p in PATHS}
     families = [["avx512vnni", "avxvnni"], ["avx2", "portable"]]
     if block_size(t)[0] == 32:
         families = [PATHS]
+    if repack:
+        grouped = ROWS // 8 * 8
+        for p in PATHS[1:]:
+            assert np.array_equal(bits[p][:, :grouped], bits[PATHS[0]][:, :grouped]), p
     for family in families:
         present = [p for p in family if p in bits]
         for p in present[1:]:

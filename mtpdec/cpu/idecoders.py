@@ -52,10 +52,12 @@ VF8, VF16 = vec(F32, 8), vec(F32, 16)
 @dataclass(frozen=True)
 class InputBlock:
     """One input at the current block: ``q`` i8* to its first 8-bit value, ``d`` float* to
-    its block scale, ``dsums`` float* to its first d * sum (``QuantizedRows.dsums``)."""
+    its first scale, ``sums`` i16* / ``dsums`` float* to its first integer sum and its first
+    d * sum (``QuantizedRows.sums`` / ``.dsums``)."""
 
     q: ir.Value
     d: ir.Value
+    sums: ir.Value
     dsums: ir.Value
 
 
@@ -65,7 +67,13 @@ BlockFn = Callable[[ir.IRBuilder, str, ir.Value, list[InputBlock], Accs], Accs]
 
 @dataclass(frozen=True)
 class IntFormat:
-    """How the integer kernel walks one weight format (see the module docstring)."""
+    """How the integer kernel walks one weight layout (see the module docstring).
+
+    elems / nbytes: weights per row / bytes per kernel block (all ``unit_rows`` rows).
+    unit_rows: rows a kernel unit computes at once (1, or 8 for interleaved groups);
+    ``outputs(b, accs)`` turns one input's accumulators into the unit's row results
+    (default: the sum of every accumulator's lanes).
+    """
 
     elems: int
     nbytes: int
@@ -73,6 +81,8 @@ class IntFormat:
     acc_types: tuple[ir.Type, ...]
     block: BlockFn
     prefetch_bytes: int = 0
+    unit_rows: int = 1
+    outputs: Callable[[ir.IRBuilder, list[ir.Value]], list[ir.Value]] | None = None
 
 
 def _bytes_const(ty: ir.VectorType, value: int) -> ir.Constant:
@@ -354,18 +364,20 @@ _SMALL = {
     GGMLType.Q5_1: decode_q5_1,
 }
 
-# (weight type, blocks per kernel step) -> the kernel's walk. 32-weight formats take two
-# blocks per step (one 512-bit vector) when a row has an even number of blocks.
+# (weight type, layout) -> the kernel's walk. Layout: 1 plain; 2: 32-weight formats two
+# blocks per step (one 512-bit vector), when a row has an even number of blocks; 8: rows
+# repacked in interleaved groups of 8 (``mtpdec.cpu.idecoders_x8``, registered there).
+PLAIN, PAIRS, X8 = 1, 2, 8
 INT_FORMATS: dict[tuple[GGMLType, int], IntFormat] = {
-    (GGMLType.Q4_K, 1): _k_format(GGMLType.Q4_K, decode_q4_k),
-    (GGMLType.Q5_K, 1): _k_format(GGMLType.Q5_K, decode_q5_k),
-    (GGMLType.Q6_K, 1): _k_format(GGMLType.Q6_K, decode_q6_k),
+    (GGMLType.Q4_K, PLAIN): _k_format(GGMLType.Q4_K, decode_q4_k),
+    (GGMLType.Q5_K, PLAIN): _k_format(GGMLType.Q5_K, decode_q5_k),
+    (GGMLType.Q6_K, PLAIN): _k_format(GGMLType.Q6_K, decode_q6_k),
     **{(t, g): _small_format(t, dec, g) for t, dec in _SMALL.items() for g in (1, 2)},
 }
 
 
-def blocks_per_step(t: GGMLType, cols: int) -> int:
-    """The INT_FORMATS key's second part for a matrix of type t with rows of ``cols``."""
-    if (t, 2) in INT_FORMATS and (cols // BLOCK_SIZES[t][0]) % 2 == 0:
-        return 2
-    return 1
+def plain_layout(t: GGMLType, cols: int) -> int:
+    """The layout (INT_FORMATS key) for a matrix of type t, rows of ``cols``, not repacked."""
+    if (t, PAIRS) in INT_FORMATS and (cols // BLOCK_SIZES[t][0]) % 2 == 0:
+        return PAIRS
+    return PLAIN

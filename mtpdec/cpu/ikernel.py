@@ -19,8 +19,9 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from mtpdec.cpu import idecoders_x8  # noqa: F401  (registers the interleaved layouts)
 from mtpdec.cpu.idecoders import INT_FORMATS, InputBlock
-from mtpdec.cpu.ir import F32, I8, I64, byte_ptr, reduce_tree
+from mtpdec.cpu.ir import F32, I8, I16, I64, byte_ptr, reduce_tree
 from mtpdec.cpu.isa import PATHS
 from mtpdec.cpu.kernel import CODEGEN_VERSION, prefetch
 from mtpdec.quants.types import GGMLType
@@ -48,16 +49,17 @@ def _total(b: ir.IRBuilder, accs: list[ir.Value]) -> ir.Value:
 
 
 @intrinsic
-def rows_idot(typingctx, fmt, g, n, r, path, w, q, d, dsums, out, row0):
-    """out[i, row0 + j] = dot(w[row0 + j], the 8-bit input i) for i < n, j < r.
+def rows_idot(typingctx, fmt, g, n, r, path, w, q, d, sums, dsums, out, row0):
+    """out[i, (row0 + j) * U + u] = dot(weight row u of unit row0 + j, the 8-bit input i)
+    for i < n, j < r, u < U (the layout's unit_rows; 1 but for interleaved groups).
 
-    fmt, g, n, r, path: integer literals (GGML type id, blocks per step (``INT_FORMATS``
-          key), inputs, rows per step, index in PATHS).
-    w:    uint8[rows, row_bytes] C-contiguous weight bytes.
+    fmt, g, n, r, path: integer literals (GGML type id, layout (``INT_FORMATS`` key),
+          inputs, units per step, index in PATHS).
+    w:    uint8[units, unit_bytes] C-contiguous weight bytes.
     q:    int8[>= n, cols] the inputs' 8-bit values (``QuantizedRows.q``).
-    d:    float32[>= n, cols // act block] their scales; dsums: float32[>= n, ...] the
-          scaled sums (``QuantizedRows.dsums``).
-    out:  float32[>= n, rows] C-contiguous results.
+    d:    float32[>= n, cols // act block] their scales; sums: int16[>= n, ...] their
+          integer sums, dsums: float32 the scaled sums (``QuantizedRows``).
+    out:  float32[>= n, units * U] C-contiguous results.
     """
     for lit in (fmt, g, n, r, path):
         if not isinstance(lit, types.IntegerLiteral):
@@ -67,12 +69,13 @@ def rows_idot(typingctx, fmt, g, n, r, path, w, q, d, dsums, out, row0):
     fm = INT_FORMATS[GGMLType(fmt.literal_value), g.literal_value]
     per_block_sums = fm.elems // fm.act.sum_span
     per_block_scales = fm.elems // fm.act.block
-    sig = types.void(fmt, g, n, r, path, w, q, d, dsums, out, row0)
+    unit = fm.unit_rows
+    sig = types.void(fmt, g, n, r, path, w, q, d, sums, dsums, out, row0)
 
     def codegen(context, b, signature, args):
-        w_val, q_val, d_val, s_val, out_val, row0_val = args[5:]
-        wty, qty, dty, sty, outty = signature.args[5:10]
-        i8p, f32p = I8.as_pointer(), F32.as_pointer()
+        w_val, q_val, d_val, i_val, s_val, out_val, row0_val = args[5:]
+        wty, qty, dty, ity, sty, outty = signature.args[5:11]
+        i8p, i16p, f32p = I8.as_pointer(), I16.as_pointer(), F32.as_pointer()
         w_data = b.bitcast(_data(context, b, wty, w_val), i8p)
         out_data = b.bitcast(_data(context, b, outty, out_val), f32p)
         row_bytes = _stride0(context, b, wty, w_val)
@@ -89,9 +92,10 @@ def rows_idot(typingctx, fmt, g, n, r, path, w, q, d, dsums, out, row0):
                 b.bitcast(byte_ptr(b, data, b.mul(_i64(i), stride)), ptr_ty) for i in range(n_in)
             ]
 
-        q_rows, d_rows, s_rows = (
+        q_rows, d_rows, i_rows, s_rows = (
             rows_of(qty, q_val, i8p),
             rows_of(dty, d_val, f32p),
+            rows_of(ity, i_val, i16p),
             rows_of(sty, s_val, f32p),
         )
         zeros = [[[ir.Constant(t, None) for t in fm.acc_types] for _ in range(n_in)]] * n_rows
@@ -113,6 +117,7 @@ def rows_idot(typingctx, fmt, g, n, r, path, w, q, d, dsums, out, row0):
             InputBlock(
                 b.gep(q_rows[i], [b.mul(blk, _i64(fm.elems))]),
                 b.gep(d_rows[i], [b.mul(blk, _i64(per_block_scales))]),
+                b.gep(i_rows[i], [b.mul(blk, _i64(per_block_sums))]),
                 b.gep(s_rows[i], [b.mul(blk, _i64(per_block_sums))]),
             )
             for i in range(n_in)
@@ -142,8 +147,11 @@ def rows_idot(typingctx, fmt, g, n, r, path, w, q, d, dsums, out, row0):
                     row_final.append(phi)
                 finals.append((j, i, row_final))
         for j, i, final in finals:
-            idx = b.add(b.mul(_i64(i), out_cols), b.add(row0_val, _i64(j)))
-            b.store(_total(b, final), b.gep(out_data, [idx]))
+            values = fm.outputs(b, final) if fm.outputs else [_total(b, final)]
+            first = b.mul(b.add(row0_val, _i64(j)), _i64(unit))
+            for u, value in enumerate(values):
+                idx = b.add(b.mul(_i64(i), out_cols), b.add(first, _i64(u)))
+                b.store(value, b.gep(out_data, [idx]))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -154,20 +162,21 @@ def make_idriver(fmt: int, g: int, n: int, r: int, path: str):
     """The parallel driver of one (format, blocks per step, n inputs, r rows per step, path)
     variant.
 
-    ``driver(w, q, d, dsums, out)``: out[:n] = the n 8-bit inputs times dequant(w)^T;
-    prange over steps of r rows, leftover rows one at a time (the same bits per row).
+    ``driver(w, q, d, sums, dsums, out)``: out[:n] = the n 8-bit inputs times
+    dequant(w)^T; prange over steps of r units, leftover units one at a time (the same
+    bits per row).
     """
     code_version = CODEGEN_VERSION  # part of Numba's cache key (closure contents)
     path_id = PATHS.index(path)
 
     @njit(parallel=True, cache=True, nogil=True)
-    def driver(w, q, d, dsums, out):
+    def driver(w, q, d, sums, dsums, out):
         _ = code_version
         rows = w.shape[0]
         steps = rows // r
         for s in prange(steps):
-            rows_idot(fmt, g, n, r, path_id, w, q, d, dsums, out, s * r)
+            rows_idot(fmt, g, n, r, path_id, w, q, d, sums, dsums, out, s * r)
         for row in range(steps * r, rows):
-            rows_idot(fmt, g, n, 1, path_id, w, q, d, dsums, out, row)
+            rows_idot(fmt, g, n, 1, path_id, w, q, d, sums, dsums, out, row)
 
     return driver

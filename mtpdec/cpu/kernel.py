@@ -32,7 +32,16 @@ from mtpdec.quants.types import GGMLType
 VF8 = vec(F32, 8)
 
 
-CODEGEN_MODULES = ("decoders.py", "ir.py", "kernel.py", "idecoders.py", "isa.py", "ikernel.py")
+CODEGEN_MODULES = (
+    "decoders.py",
+    "ir.py",
+    "kernel.py",
+    "idecoders.py",
+    "idecoders_x8.py",
+    "repack.py",
+    "isa.py",
+    "ikernel.py",
+)
 
 
 def _codegen_version() -> str:

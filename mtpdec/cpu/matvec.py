@@ -21,7 +21,7 @@ import numpy as np
 
 from mtpdec.cpu.actquant import quantize_rows
 from mtpdec.cpu.decoders import KERNEL_BLOCKS
-from mtpdec.cpu.idecoders import INT_FORMATS, blocks_per_step
+from mtpdec.cpu.idecoders import INT_FORMATS, PLAIN, X8, plain_layout
 from mtpdec.cpu.ikernel import make_idriver
 from mtpdec.cpu.isa import check_path, host_path
 from mtpdec.cpu.kernel import make_driver, subblock_sums
@@ -116,11 +116,16 @@ class MatVec:
     """A weight checked once, for repeated ``Y = X @ dequant(W)^T`` without per-call checks.
 
     ``activations``: "q8" or "f32" (module docstring); ``path``: the integer kernels'
-    instruction path (``mtpdec.cpu.isa``; default: the host's widest).
+    instruction path (``mtpdec.cpu.isa``; default: the host's widest). ``repack``: in q8
+    mode, copy a Q4_K matrix once into interleaved groups of 8 rows (``mtpdec.cpu.repack``:
+    RAM equal to the matrix, much less work per extra input); rows % 8 leftover rows
+    stay in the plain layout.
     ``__call__(x)``: x float32 (n, cols) or an InputRows -> new float32 (n, rows).
     """
 
-    def __init__(self, w: Tensor, activations: str = "q8", path: str | None = None) -> None:
+    def __init__(
+        self, w: Tensor, activations: str = "q8", path: str | None = None, repack: bool = True
+    ) -> None:
         self.type = check_weight(w)
         self.raw = w.raw
         self.rows, self.cols = w.raw.shape[0], w.cols
@@ -129,8 +134,14 @@ class MatVec:
         self.activations = activations
         if self.integer:
             self.path = check_path(path) if path is not None else host_path()
-            self.blocks = blocks_per_step(self.type, self.cols)
-            self.kind = INT_FORMATS[self.type, self.blocks].act
+            self.layout = plain_layout(self.type, self.cols)
+            if repack and (self.type, X8) in INT_FORMATS and self.rows >= 8:
+                from mtpdec.cpu.repack import repack_q4_k
+
+                self.layout = X8
+                self.packed, self.tail = repack_q4_k(self.raw)
+                self.split = self.rows - self.tail.shape[0]
+            self.kind = INT_FORMATS[self.type, self.layout].act
         else:
             self.path = "float"
             self._mins = KERNEL_BLOCKS[self.type].mins
@@ -151,11 +162,18 @@ class MatVec:
         return out
 
     def _run_int(self, q: QuantizedRows, out: np.ndarray) -> None:
-        t, g = int(self.type), self.blocks
+        t = int(self.type)
 
         def call(width: int, sel: slice | np.ndarray, dest: np.ndarray) -> None:
-            driver = make_idriver(t, g, width, 1, self.path)
-            driver(self.raw, q.q[sel], q.d[sel], q.dsums[sel], dest)
+            rows = (q.q[sel], q.d[sel], q.sums[sel], q.dsums[sel])
+            if self.layout != X8:
+                make_idriver(t, self.layout, width, 1, self.path)(self.raw, *rows, dest)
+                return
+            make_idriver(t, X8, width, 1, self.path)(self.packed, *rows, dest)
+            if self.tail.shape[0]:
+                scratch = np.empty((width, self.tail.shape[0]), dtype=np.float32)
+                make_idriver(t, PLAIN, width, 1, self.path)(self.tail, *rows, scratch)
+                dest[:, self.split :] = scratch
 
         _grouped(out, INT_WIDTHS, call)
 

@@ -1,0 +1,50 @@
+"""The interleaved Q4_K layout (``mtpdec.cpu.repack``): undone by an independent numpy
+reading of the documented layout, it gives back every plain block; repacked matrices
+multiply like plain ones (to float rounding) in every model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtpdec.cpu.repack import GROUP_BLOCK_BYTES, repack_q4_k
+from mtpdec.quants.pack import random_blocks
+from mtpdec.quants.types import GGMLType
+
+
+def unpack_groups(packed: np.ndarray, nblk: int) -> np.ndarray:
+    """Plain Q4_K bytes (groups * 8, nblk * 144) from the documented group-block layout."""
+    groups = packed.shape[0]
+    g = packed.reshape(groups, nblk, GROUP_BLOCK_BYTES)
+    out = np.zeros((groups, 8, nblk, 144), dtype=np.uint8)
+    for r in range(8):
+        out[:, r, :, 0:2] = g[:, :, 2 * r : 2 * r + 2]  # d
+        out[:, r, :, 2:4] = g[:, :, 16 + 2 * r : 18 + 2 * r]  # dmin
+        sc = g[:, :, 32 + 8 * r : 40 + 8 * r].astype(np.uint8)
+        m = g[:, :, 96 + 8 * r : 104 + 8 * r].astype(np.uint8)
+        # re-pack the 6-bit values into the 12 bytes of the plain block
+        s = out[:, r, :, 4:16]
+        s[..., 0:4] = (sc[..., 0:4] & 63) | ((sc[..., 4:8] >> 4) << 6)
+        s[..., 4:8] = (m[..., 0:4] & 63) | ((m[..., 4:8] >> 4) << 6)
+        s[..., 8:12] = (sc[..., 4:8] & 15) | ((m[..., 4:8] & 15) << 4)
+        for c in range(4):
+            for chunk in range(4):
+                at = 160 + 64 * (4 * c + chunk) + 8 * r
+                out[:, r, :, 16 + 32 * c + 8 * chunk : 24 + 32 * c + 8 * chunk] = g[
+                    :, :, at : at + 8
+                ]
+    return out.reshape(groups * 8, nblk * 144)
+
+
+@pytest.mark.parametrize("rows", [8, 19, 64])
+def test_repacked_groups_give_back_the_plain_blocks(rows: int) -> None:
+    nblk = 3
+    raw = random_blocks(GGMLType.Q4_K, rows * nblk, np.random.default_rng(rows), 0.05)
+    raw = raw.reshape(rows, nblk * 144)
+    packed, tail = repack_q4_k(raw)
+    assert packed.shape == (rows // 8, nblk * GROUP_BLOCK_BYTES) and tail.shape == (
+        rows % 8,
+        nblk * 144,
+    )
+    assert np.array_equal(unpack_groups(packed, nblk), raw[: rows // 8 * 8])
+    assert np.array_equal(tail, raw[rows // 8 * 8 :])
