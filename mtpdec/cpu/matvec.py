@@ -136,10 +136,10 @@ class MatVec:
             self.path = check_path(path) if path is not None else host_path()
             self.layout = plain_layout(self.type, self.cols)
             if repack and (self.type, X8) in INT_FORMATS and self.rows >= 8:
-                from mtpdec.cpu.repack import repack_q4_k
+                from mtpdec.cpu.repack import REPACKERS
 
                 self.layout = X8
-                self.packed, self.tail = repack_q4_k(self.raw)
+                self.packed, self.tail = REPACKERS[self.type](self.raw)
                 self.split = self.rows - self.tail.shape[0]
             self.kind = INT_FORMATS[self.type, self.layout].act
         else:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from mtpdec.quants.reference import k_scales_mins
+from mtpdec.quants.types import GGMLType
 
 GROUP = 8
 BLOCK_BYTES = 144  # a plain Q4_K block
@@ -52,3 +53,8 @@ def repack_q4_k(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out[..., QS_AT:] = qs.transpose(0, 2, 3, 4, 1, 5).reshape(groups, nblk, 1024)
     tail = np.ascontiguousarray(raw[groups * GROUP :])
     return out.reshape(groups, nblk * GROUP_BLOCK_BYTES), tail
+
+
+# types repacked in q8 mode (Q6_K was tried: its 6-bit sums allow one pack per two
+# vpdpbusd instead of eight, and the interleaved kernel only matched the plain one)
+REPACKERS = {GGMLType.Q4_K: repack_q4_k}
