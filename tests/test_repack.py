@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtpdec.cpu.repack import GROUP_BLOCK_BYTES, repack_q4_k
+from mtpdec.cpu.repack import GROUP_BLOCK_BYTES, repack_q4_k, repack_small
 from mtpdec.quants.pack import random_blocks
 from mtpdec.quants.types import GGMLType
 
@@ -48,3 +48,37 @@ def test_repacked_groups_give_back_the_plain_blocks(rows: int) -> None:
     )
     assert np.array_equal(unpack_groups(packed, nblk), raw[: rows // 8 * 8])
     assert np.array_equal(tail, raw[rows // 8 * 8 :])
+
+
+SMALL = {GGMLType.Q8_0: 34, GGMLType.Q4_0: 18, GGMLType.Q5_0: 22}
+
+
+def unpack_small_groups(packed: np.ndarray, t: GGMLType, nblk: int) -> np.ndarray:
+    """Plain Q8_0 / Q4_0 / Q5_0 bytes from the documented 32-weight group-block layouts."""
+    block = SMALL[t]
+    groups = packed.shape[0]
+    g = packed.reshape(groups, nblk, 8 * block)
+    out = np.zeros((groups, 8, nblk, block), dtype=np.uint8)
+    qs_at = 48 if t == GGMLType.Q5_0 else 16
+    n_chunks = 4 if t == GGMLType.Q8_0 else 2
+    first = block - 8 * n_chunks  # where the quants start in a plain block
+    for r in range(8):
+        out[:, r, :, 0:2] = g[:, :, 2 * r : 2 * r + 2]
+        if t == GGMLType.Q5_0:
+            for byte in range(4):
+                out[:, r, :, 2 + byte] = g[:, :, 16 + 8 * byte + r]
+        for chunk in range(n_chunks):
+            at = qs_at + 64 * chunk + 8 * r
+            out[:, r, :, first + 8 * chunk : first + 8 * chunk + 8] = g[:, :, at : at + 8]
+    return out.reshape(groups * 8, nblk * block)
+
+
+@pytest.mark.parametrize("t", list(SMALL), ids=lambda t: t.name)
+def test_repacked_small_groups_give_back_the_plain_blocks(t: GGMLType) -> None:
+    rows, nblk = 19, 3
+    raw = random_blocks(t, rows * nblk, np.random.default_rng(int(t)), 0.05)
+    raw = raw.reshape(rows, nblk * SMALL[t])
+    packed, tail = repack_small(raw, t)
+    assert packed.shape == (2, nblk * 8 * SMALL[t])
+    assert np.array_equal(unpack_small_groups(packed, t, nblk), raw[:16])
+    assert np.array_equal(tail, raw[16:])

@@ -29,7 +29,18 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from mtpdec.cpu.decoders import k_scale_mins
-from mtpdec.cpu.ir import F32, I8, I16, I32, const_vec, fma, load_f16_as_f32, splat, vec
+from mtpdec.cpu.ir import (
+    F32,
+    I8,
+    I16,
+    I32,
+    const_vec,
+    fma,
+    load_f16_as_f32,
+    splat,
+    stack_slot,
+    vec,
+)
 from mtpdec.cpu.isa import (
     abs_i8,
     concat,
@@ -186,16 +197,18 @@ def _k_family(decode: Callable[[ir.IRBuilder, ir.Value], KBlock]) -> BlockFn:
         scales = _k_scale_vectors(b, path, kb)
         isums_of = _k_isums_vnni if has_dpbusd(path) else _k_isums_madd
         dvec = splat(b, kb.d, 16)
-        new = []
-        for inp, acc in zip(inputs, accs):
+        slots = [stack_slot(b, VF16) for _ in inputs]
+        for slot, acc in zip(slots, accs):
+            b.store(acc[0], slot)
+        for inp, slot in zip(inputs, slots):
             x = [_load_i8(b, inp.q, 64 * s, V64I8) for s in range(4)]
             low, high = isums_of(b, path, kb, x, scales)
             dx = [splat(b, b.load(b.gep(inp.d, [ir.Constant(I32, h)])), 16) for h in range(2)]
             t = fma(b, b.sitofp(high, VF16), dx[1], b.fmul(b.sitofp(low, VF16), dx[0]))
-            main = fma(b, t, dvec, acc[0])
+            main = fma(b, t, dvec, b.load(slot))
             dsums = b.load(b.bitcast(inp.dsums, VF16.as_pointer()), align=4)
-            new.append([fma(b, kb.corr, dsums, main)])
-        return new
+            b.store(fma(b, kb.corr, dsums, main), slot)
+        return [[b.load(slot)] for slot in slots]
 
     return block
 

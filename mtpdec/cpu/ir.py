@@ -8,6 +8,7 @@ depends on the weight format.
 from __future__ import annotations
 
 from llvmlite import ir
+from numba.core import cgutils
 
 I8 = ir.IntType(8)
 I16 = ir.IntType(16)
@@ -80,3 +81,19 @@ def reduce_tree(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
 def i8_to_f32(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
     """Signed bytes (``<16 x i8>``) to floats."""
     return b.sitofp(v, VF32)
+
+
+def stack_slot(b: ir.IRBuilder, ty: ir.Type) -> ir.Value:
+    """A stack slot of type ``ty`` that LLVM keeps in memory: its address goes to an empty
+    inline-asm statement once, in the entry block, so it is never promoted to a register.
+
+    The kernels keep each input's loop-carried float accumulator in one: held in
+    registers across a block, 8 inputs' worth crowd out the decoded weights and integer
+    sums and LLVM spills far more (e.g. ~250 times per interleaved Q4_K group-block at
+    n = 8); a load and a store per input and block cost less.
+    """
+    slot = cgutils.alloca_once(b, ty)
+    escape = ir.InlineAsm(ir.FunctionType(ir.VoidType(), [slot.type]), "", "r", side_effect=True)
+    with b.goto_entry_block():
+        b.call(escape, [slot])
+    return slot

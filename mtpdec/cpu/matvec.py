@@ -23,7 +23,7 @@ from mtpdec.cpu.actquant import quantize_rows
 from mtpdec.cpu.decoders import KERNEL_BLOCKS
 from mtpdec.cpu.idecoders import INT_FORMATS, PLAIN, X8, plain_layout
 from mtpdec.cpu.ikernel import make_idriver
-from mtpdec.cpu.isa import check_path, host_path
+from mtpdec.cpu.isa import check_path, has_dpbusd, host_path
 from mtpdec.cpu.kernel import make_driver, subblock_sums
 from mtpdec.errors import MtpdecError
 from mtpdec.quants.activations import ActivationKind, QuantizedRows
@@ -108,6 +108,14 @@ class InputRows:
         return v
 
 
+def repackable(t: GGMLType, path: str) -> bool:
+    """Whether q8 mode keeps type t in interleaved groups of 8 rows on this path. (Q8_0's
+    group kernel multiplies q + 128, up to 255: exact only with ``vpdpbusd``.)"""
+    if (t, X8) not in INT_FORMATS:
+        return False
+    return has_dpbusd(path) or t != GGMLType.Q8_0
+
+
 def as_rows(x: np.ndarray | InputRows) -> InputRows:
     return x if isinstance(x, InputRows) else InputRows(x)
 
@@ -117,7 +125,7 @@ class MatVec:
 
     ``activations``: "q8" or "f32" (module docstring); ``path``: the integer kernels'
     instruction path (``mtpdec.cpu.isa``; default: the host's widest). ``repack``: in q8
-    mode, copy a Q4_K matrix once into interleaved groups of 8 rows (``mtpdec.cpu.repack``:
+    mode, copy a Q4_K, Q8_0, Q5_0 or Q4_0 matrix once into interleaved groups of 8 rows (``mtpdec.cpu.repack``:
     RAM equal to the matrix, much less work per extra input); rows % 8 leftover rows
     stay in the plain layout.
     ``__call__(x)``: x float32 (n, cols) or an InputRows -> new float32 (n, rows).
@@ -135,7 +143,7 @@ class MatVec:
         if self.integer:
             self.path = check_path(path) if path is not None else host_path()
             self.layout = plain_layout(self.type, self.cols)
-            if repack and (self.type, X8) in INT_FORMATS and self.rows >= 8:
+            if repack and self.rows >= 8 and repackable(self.type, self.path):
                 from mtpdec.cpu.repack import REPACKERS
 
                 self.layout = X8

@@ -1,4 +1,4 @@
-"""Q4_K weights repacked at load into groups of 8 interleaved rows (``Q4_KX8``).
+"""Weights repacked at load into groups of 8 interleaved rows (Q4_K, Q8_0, Q5_0, Q4_0).
 
 The integer kernel for this layout (``mtpdec.cpu.idecoders_x8``) multiplies one 64-byte
 vector of 8 rows x 8 weight bytes with an input's 8 activation bytes broadcast to every
@@ -17,9 +17,20 @@ Group-block (8 rows x one 256-weight block, GROUP_BLOCK_BYTES = 1184):
 
 A matrix of ``rows`` rows becomes (rows // 8, n_blocks * 1184) bytes; the last rows % 8
 rows stay in the plain layout.
+
+32-weight formats (one scale per row and block; every group-block has the same bytes as
+8 plain blocks):
+
+    Q8_0 (272 bytes): d fp16 [8 rows] | qs [chunk = 4][8 rows][8 bytes] (qs[8 chunk + byte])
+    Q4_0 (144 bytes): d fp16 [8 rows] | qs [chunk = 2][8 rows][8 bytes]: low nibbles are
+                      elements 8 chunk + byte, high nibbles 16 + 8 chunk + byte
+    Q5_0 (176 bytes): d fp16 [8 rows] | qh [byte = 4][8 rows] | qs as Q4_0 (bit j of a
+                      row's qh is the fifth bit of element j)
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -55,6 +66,41 @@ def repack_q4_k(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out.reshape(groups, nblk * GROUP_BLOCK_BYTES), tail
 
 
+def _small_groups(raw: np.ndarray, t: GGMLType) -> tuple[np.ndarray, np.ndarray, int, int]:
+    block = {GGMLType.Q8_0: 34, GGMLType.Q4_0: 18, GGMLType.Q5_0: 22}[t]
+    rows, row_bytes = raw.shape
+    nblk, groups = row_bytes // block, rows // GROUP
+    b = raw[: groups * GROUP].reshape(groups, GROUP, nblk, block).transpose(0, 2, 1, 3)
+    return b, np.ascontiguousarray(raw[groups * GROUP :]), groups, nblk  # b: (g, blk, row, w)
+
+
+def _chunks(qs: np.ndarray) -> np.ndarray:
+    """(g, blk, row, 8 * c) -> (g, blk, c * 64): [chunk][row][8 bytes]."""
+    g, nblk, rows, width = qs.shape
+    return qs.reshape(g, nblk, rows, width // 8, 8).transpose(0, 1, 3, 2, 4).reshape(g, nblk, -1)
+
+
+def repack_small(raw: np.ndarray, t: GGMLType) -> tuple[np.ndarray, np.ndarray]:
+    """Q8_0 / Q4_0 / Q5_0 uint8 (rows, row_bytes) -> (interleaved groups uint8
+    (rows // 8, n_blocks * 8 * block bytes), the leftover rows in the plain layout)."""
+    b, tail, groups, nblk = _small_groups(raw, t)
+    d = b[..., 0:2].reshape(groups, nblk, 16)
+    if t == GGMLType.Q8_0:
+        parts = [d, _chunks(b[..., 2:34])]
+    elif t == GGMLType.Q4_0:
+        parts = [d, _chunks(b[..., 2:18])]
+    else:  # Q5_0: qh as [byte][row]
+        qh = b[..., 2:6].transpose(0, 1, 3, 2).reshape(groups, nblk, 32)
+        parts = [d, qh, _chunks(b[..., 6:22])]
+    return np.concatenate(parts, axis=2).reshape(groups, -1), tail
+
+
 # types repacked in q8 mode (Q6_K was tried: its 6-bit sums allow one pack per two
 # vpdpbusd instead of eight, and the interleaved kernel only matched the plain one)
-REPACKERS = {GGMLType.Q4_K: repack_q4_k}
+REPACKERS = {
+    GGMLType.Q4_K: repack_q4_k,
+    **{
+        t: functools.partial(repack_small, t=t)
+        for t in (GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q5_0)
+    },
+}
