@@ -19,11 +19,13 @@ def _attend_body(q, k_cache, v_cache, positions, scale, window, probs, out):  # 
         p = positions[t]
         lo = max(0, p - window + 1) if window > 0 else 0
         row = probs[th]
+        qv = q[t, h]
         top = np.float32(-np.inf)
         for j in range(lo, p + 1):
+            kv = k_cache[g, j]
             s = np.float32(0.0)
             for i in range(hd_k):
-                s += q[t, h, i] * k_cache[g, j, i]
+                s += qv[i] * kv[i]
             s *= scale
             row[j - lo] = s
             top = max(top, s)
@@ -33,12 +35,13 @@ def _attend_body(q, k_cache, v_cache, positions, scale, window, probs, out):  # 
             row[j] = e
             total += e
         inv = np.float32(1.0 / total)
-        for i in range(hd_v):
-            out[t, h, i] = 0.0
+        acc = np.zeros(hd_v, dtype=np.float32)  # a local row: no aliasing with the cache
         for j in range(p + 1 - lo):
             w = row[j] * inv
+            vv = v_cache[g, lo + j]
             for i in range(hd_v):
-                out[t, h, i] += w * v_cache[g, lo + j, i]
+                acc[i] += w * vv[i]
+        out[t, h] = acc
 
 
 # One source, two builds: serial for small problems (no thread start-up), parallel over
