@@ -82,3 +82,21 @@ def test_repacked_small_groups_give_back_the_plain_blocks(t: GGMLType) -> None:
     assert packed.shape == (2, nblk * 8 * SMALL[t])
     assert np.array_equal(unpack_small_groups(packed, t, nblk), raw[:16])
     assert np.array_equal(tail, raw[16:])
+
+
+def test_released_file_pages_read_back_the_same_and_copies_are_left_alone(tmp_path) -> None:
+    import mmap
+
+    from mtpdec.loader.pages import mapped_file, release_pages
+
+    data = np.random.default_rng(0).integers(0, 256, 1 << 20, dtype=np.uint8)
+    path = tmp_path / "blob"
+    path.write_bytes(data.tobytes())
+    with open(path, "rb") as fh:
+        view = np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), np.uint8)
+        part = view[123:]
+        assert mapped_file(part) and release_pages(part)
+        assert np.array_equal(part, data[123:])  # faulted in again from the file
+    own = data.copy()
+    assert not mapped_file(own) and not release_pages(own)
+    assert np.array_equal(own, data)

@@ -125,9 +125,9 @@ class MatVec:
 
     ``activations``: "q8" or "f32" (module docstring); ``path``: the integer kernels'
     instruction path (``mtpdec.cpu.isa``; default: the host's widest). ``repack``: in q8
-    mode, copy a Q4_K, Q8_0, Q5_0 or Q4_0 matrix once into interleaved groups of 8 rows (``mtpdec.cpu.repack``:
-    RAM equal to the matrix, much less work per extra input); rows % 8 leftover rows
-    stay in the plain layout.
+    mode, copy a Q4_K, Q8_0, Q5_0 or Q4_0 matrix once into interleaved groups of 8 rows
+    (``mtpdec.cpu.repack``: RAM equal to the matrix, much less work per input; the file
+    pages it came from are given back); rows % 8 leftover rows stay in the plain layout.
     ``__call__(x)``: x float32 (n, cols) or an InputRows -> new float32 (n, rows).
     """
 
@@ -145,9 +145,11 @@ class MatVec:
             self.layout = plain_layout(self.type, self.cols)
             if repack and self.rows >= 8 and repackable(self.type, self.path):
                 from mtpdec.cpu.repack import REPACKERS
+                from mtpdec.loader.pages import release_pages
 
                 self.layout = X8
                 self.packed, self.tail = REPACKERS[self.type](self.raw)
+                release_pages(self.raw)  # never read from the file again
                 self.split = self.rows - self.tail.shape[0]
             self.kind = INT_FORMATS[self.type, self.layout].act
         else:
