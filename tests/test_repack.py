@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtpdec.cpu.repack import GROUP_BLOCK_BYTES, repack_q4_k, repack_small
+from mtpdec.cpu.repack import GROUP_BLOCK_BYTES, repack
 from mtpdec.quants.pack import random_blocks
 from mtpdec.quants.types import GGMLType
 
@@ -41,7 +41,7 @@ def test_repacked_groups_give_back_the_plain_blocks(rows: int) -> None:
     nblk = 3
     raw = random_blocks(GGMLType.Q4_K, rows * nblk, np.random.default_rng(rows), 0.05)
     raw = raw.reshape(rows, nblk * 144)
-    packed, tail = repack_q4_k(raw)
+    packed, tail = repack(raw, GGMLType.Q4_K)
     assert packed.shape == (rows // 8, nblk * GROUP_BLOCK_BYTES) and tail.shape == (
         rows % 8,
         nblk * 144,
@@ -78,7 +78,7 @@ def test_repacked_small_groups_give_back_the_plain_blocks(t: GGMLType) -> None:
     rows, nblk = 19, 3
     raw = random_blocks(t, rows * nblk, np.random.default_rng(int(t)), 0.05)
     raw = raw.reshape(rows, nblk * SMALL[t])
-    packed, tail = repack_small(raw, t)
+    packed, tail = repack(raw, t)
     assert packed.shape == (2, nblk * 8 * SMALL[t])
     assert np.array_equal(unpack_small_groups(packed, t, nblk), raw[:16])
     assert np.array_equal(tail, raw[16:])

@@ -90,7 +90,10 @@ _KERNELS = {Q8_K.ggml_type: _q8_k, Q8_0.ggml_type: _q8_0}
 
 def quantize_rows(x: np.ndarray, kind: ActivationKind) -> QuantizedRows:
     """float32 (n, cols) -> 8-bit rows of ``kind`` (Q8_K, Q8_K256 or Q8_0)."""
-    x = np.ascontiguousarray(check_rows(x, kind))
+    if not (x.dtype == F32 and x.ndim == 2 and x.flags.c_contiguous):  # else: decode's case
+        x = np.ascontiguousarray(x, dtype=F32)
+    if x.ndim != 2 or x.shape[1] % kind.block:
+        check_rows(x, kind)  # raises the one-line error
     n, cols = x.shape
     q = np.empty((n, cols), dtype=np.int8)
     d = np.empty((n, cols // kind.block), dtype=F32)

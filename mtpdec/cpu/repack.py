@@ -33,74 +33,120 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numba import njit, prange
 
-from mtpdec.quants.reference import k_scales_mins
 from mtpdec.quants.types import GGMLType
 
 GROUP = 8
 BLOCK_BYTES = 144  # a plain Q4_K block
 GROUP_BLOCK_BYTES = 1184
 D_AT, DMIN_AT, SC_AT, M_AT, QS_AT = 0, 16, 32, 96, 160
+SMALL_BLOCK_BYTES = {GGMLType.Q8_0: 34, GGMLType.Q4_0: 18, GGMLType.Q5_0: 22}
 
 
-def repack_q4_k(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (rows, n_blocks * 144) plain Q4_K -> (interleaved groups uint8
-    (rows // 8, n_blocks * 1184), the leftover rows uint8 (rows % 8, n_blocks * 144))."""
+@functools.cache
+def _source_map(t: GGMLType) -> tuple[np.ndarray, np.ndarray]:
+    """For each byte of a group-block: the row (0..7) and byte of the plain block it is
+    copied from, or row -1 where it is computed (Q4_K's unpacked scales). The layouts of
+    the module docstring, written out."""
+    gb = GROUP_BLOCK_BYTES if t == GGMLType.Q4_K else GROUP * SMALL_BLOCK_BYTES[t]
+    row, byte = np.full(gb, -1, dtype=np.int64), np.zeros(gb, dtype=np.int64)
+    o = np.arange(gb)
+    row[:16], byte[:16] = o[:16] // 2, o[:16] % 2  # d of every format
+    if t == GGMLType.Q4_K:
+        row[16:32], byte[16:32] = (o[16:32] - 16) // 2, 2 + (o[16:32] - 16) % 2  # dmin
+        q = o[QS_AT:] - QS_AT  # [c][chunk][row][byte]
+        row[QS_AT:] = (q // 8) % 8
+        byte[QS_AT:] = 16 + 32 * (q // 256) + 8 * ((q // 64) % 4) + q % 8
+        return row, byte
+    qs_at, first = {GGMLType.Q8_0: (16, 2), GGMLType.Q4_0: (16, 2), GGMLType.Q5_0: (48, 6)}[t]
+    if t == GGMLType.Q5_0:  # qh as [byte][row]
+        h = o[16:48] - 16
+        row[16:48], byte[16:48] = h % 8, 2 + h // 8
+    q = o[qs_at:] - qs_at  # [chunk][row][byte]
+    row[qs_at:], byte[qs_at:] = (q // 8) % 8, first + 8 * (q // 64) + q % 8
+    return row, byte
+
+
+@functools.cache
+def _runs(t: GGMLType) -> np.ndarray:
+    """int64 (n, 4) runs of ``_source_map``: (group-block offset, row, byte, length) of
+    consecutive bytes copied from consecutive bytes of one row, at most 8 long."""
+    row, byte = _source_map(t)
+    runs = []
+    for o in range(len(row)):
+        if row[o] < 0:
+            continue
+        last = runs[-1] if runs else None
+        joins = last and last[0] + last[3] == o and last[1] == row[o]
+        if joins and last[2] + last[3] == byte[o] and last[3] < 8:
+            last[3] += 1
+        else:
+            runs.append([o, row[o], byte[o], 1])
+    return np.array(runs, dtype=np.int64)
+
+
+@njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def _gather(raw, block_bytes, gb, runs, out):  # pragma: no cover - compiled
+    """For every group g, block j and run (o, r, b, n): out[g, j*gb + o : +n] =
+    raw[8g + r, j*block_bytes + b : +n]. Runs are 2 or 8 bytes: fixed-length copies."""
+    groups = out.shape[0]
+    nblk = out.shape[1] // gb
+    for g in prange(groups):
+        dst = out[g]
+        for j in range(nblk):
+            d0, s0 = j * gb, j * block_bytes
+            for k in range(runs.shape[0]):
+                src = raw[GROUP * g + runs[k, 1]]
+                o, b = d0 + runs[k, 0], s0 + runs[k, 2]
+                if runs[k, 3] == 8:
+                    for i in range(8):
+                        dst[o + i] = src[b + i]
+                else:
+                    for i in range(runs[k, 3]):
+                        dst[o + i] = src[b + i]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _q4_k_scales(raw, out):  # pragma: no cover - compiled
+    """The 6-bit scales and mins of each row and block (quant-formats.md, Q4_K) into the
+    group-blocks' sc and m fields."""
+    groups = out.shape[0]
+    nblk = out.shape[1] // GROUP_BLOCK_BYTES
+    for g in prange(groups):
+        for j in range(nblk):
+            at = j * GROUP_BLOCK_BYTES
+            for r in range(GROUP):
+                q = raw[GROUP * g + r, j * BLOCK_BYTES + 4 : j * BLOCK_BYTES + 16]
+                for k in range(8):
+                    if k < 4:
+                        sc, m = q[k] & 63, q[k + 4] & 63
+                    else:
+                        sc = (q[k + 4] & 15) | ((q[k - 4] >> 6) << 4)
+                        m = (q[k + 4] >> 4) | ((q[k] >> 6) << 4)
+                    out[g, at + SC_AT + 8 * r + k] = sc
+                    out[g, at + M_AT + 8 * r + k] = m
+
+
+def repack(raw: np.ndarray, t: GGMLType) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (rows, n_blocks * block bytes) plain blocks of type t -> (interleaved groups
+    uint8 (rows // 8, n_blocks * group-block bytes), the leftover rows % 8 rows in the plain
+    layout). Parallel over groups."""
+    block = BLOCK_BYTES if t == GGMLType.Q4_K else SMALL_BLOCK_BYTES[t]
     rows, row_bytes = raw.shape
-    nblk = row_bytes // BLOCK_BYTES
-    groups = rows // GROUP
-    b = raw[: groups * GROUP].reshape(groups, GROUP, nblk, BLOCK_BYTES)
-    out = np.empty((groups, nblk, GROUP_BLOCK_BYTES), dtype=np.uint8)
-
-    def by_row(a: np.ndarray, width: int) -> np.ndarray:  # (g, row, blk, w) -> (g, blk, row*w)
-        return a.transpose(0, 2, 1, 3).reshape(groups, nblk, GROUP * width)
-
-    out[..., D_AT:DMIN_AT] = by_row(b[..., 0:2], 2)
-    out[..., DMIN_AT:SC_AT] = by_row(b[..., 2:4], 2)
-    sc, m = k_scales_mins(b[..., 4:16].reshape(-1, 12))
-    out[..., SC_AT:M_AT] = by_row(sc.reshape(groups, GROUP, nblk, 8), 8)
-    out[..., M_AT:QS_AT] = by_row(m.reshape(groups, GROUP, nblk, 8), 8)
-    qs = b[..., 16:].reshape(groups, GROUP, nblk, 4, 4, 8)  # row, blk, c, chunk, byte
-    out[..., QS_AT:] = qs.transpose(0, 2, 3, 4, 1, 5).reshape(groups, nblk, 1024)
-    tail = np.ascontiguousarray(raw[groups * GROUP :])
-    return out.reshape(groups, nblk * GROUP_BLOCK_BYTES), tail
-
-
-def _small_groups(raw: np.ndarray, t: GGMLType) -> tuple[np.ndarray, np.ndarray, int, int]:
-    block = {GGMLType.Q8_0: 34, GGMLType.Q4_0: 18, GGMLType.Q5_0: 22}[t]
-    rows, row_bytes = raw.shape
-    nblk, groups = row_bytes // block, rows // GROUP
-    b = raw[: groups * GROUP].reshape(groups, GROUP, nblk, block).transpose(0, 2, 1, 3)
-    return b, np.ascontiguousarray(raw[groups * GROUP :]), groups, nblk  # b: (g, blk, row, w)
-
-
-def _chunks(qs: np.ndarray) -> np.ndarray:
-    """(g, blk, row, 8 * c) -> (g, blk, c * 64): [chunk][row][8 bytes]."""
-    g, nblk, rows, width = qs.shape
-    return qs.reshape(g, nblk, rows, width // 8, 8).transpose(0, 1, 3, 2, 4).reshape(g, nblk, -1)
-
-
-def repack_small(raw: np.ndarray, t: GGMLType) -> tuple[np.ndarray, np.ndarray]:
-    """Q8_0 / Q4_0 / Q5_0 uint8 (rows, row_bytes) -> (interleaved groups uint8
-    (rows // 8, n_blocks * 8 * block bytes), the leftover rows in the plain layout)."""
-    b, tail, groups, nblk = _small_groups(raw, t)
-    d = b[..., 0:2].reshape(groups, nblk, 16)
-    if t == GGMLType.Q8_0:
-        parts = [d, _chunks(b[..., 2:34])]
-    elif t == GGMLType.Q4_0:
-        parts = [d, _chunks(b[..., 2:18])]
-    else:  # Q5_0: qh as [byte][row]
-        qh = b[..., 2:6].transpose(0, 1, 3, 2).reshape(groups, nblk, 32)
-        parts = [d, qh, _chunks(b[..., 6:22])]
-    return np.concatenate(parts, axis=2).reshape(groups, -1), tail
+    groups, nblk = rows // GROUP, row_bytes // block
+    gb = len(_source_map(t)[0])
+    out = np.empty((groups, nblk * gb), dtype=np.uint8)
+    if groups:
+        _gather(raw, block, gb, _runs(t), out)
+        if t == GGMLType.Q4_K:
+            _q4_k_scales(raw, out)
+    return out, np.ascontiguousarray(raw[groups * GROUP :])
 
 
 # types repacked in q8 mode (Q6_K was tried: its 6-bit sums allow one pack per two
 # vpdpbusd instead of eight, and the interleaved kernel only matched the plain one)
 REPACKERS = {
-    GGMLType.Q4_K: repack_q4_k,
-    **{
-        t: functools.partial(repack_small, t=t)
-        for t in (GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q5_0)
-    },
+    t: functools.partial(repack, t=t)
+    for t in (GGMLType.Q4_K, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q5_0)
 }

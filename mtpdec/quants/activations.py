@@ -78,6 +78,10 @@ class QuantizedRows:
     def n(self) -> int:
         return self.q.shape[0]
 
+    def select(self, rows: slice | np.ndarray) -> tuple[np.ndarray, ...]:
+        """(q, d, sums, dsums) of the selected rows, as the kernels take them."""
+        return self.q[rows], self.d[rows], self.sums[rows], self.dsums[rows]
+
     def dequantize(self) -> np.ndarray:
         """float32 (n, cols): d * q, the values the integer kernels multiply by."""
         n, cols = self.q.shape
