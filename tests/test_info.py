@@ -276,3 +276,20 @@ def test_info_subprocess_error_has_no_traceback(tmp_path):
     assert out.returncode == 2
     assert out.stderr == f"mtpdec: error: {path}: truncated file: 16 bytes, header needs 24\n"
     assert out.stdout == ""
+
+
+def test_info_does_not_import_numba(tmp_path):
+    """`info` (including its kernel facts) starts without Numba's import cost."""
+    import subprocess
+    import sys
+
+    path = write_gguf(tmp_path / "q.gguf", "qwen35", *qwen35_tiny())
+    code = (
+        "import io, contextlib, sys\n"
+        "from mtpdec.info import run_info\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    run_info({str(path)!r}, True)\n"
+        "print('numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

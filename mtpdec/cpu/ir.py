@@ -8,7 +8,6 @@ depends on the weight format.
 from __future__ import annotations
 
 from llvmlite import ir
-from numba.core import cgutils
 
 I8 = ir.IntType(8)
 I16 = ir.IntType(16)
@@ -92,6 +91,8 @@ def stack_slot(b: ir.IRBuilder, ty: ir.Type) -> ir.Value:
     sums and LLVM spills far more (e.g. ~250 times per interleaved Q4_K group-block at
     n = 8); a load and a store per input and block cost less.
     """
+    from numba.core import cgutils  # (this module is imported by ``info``, without Numba)
+
     slot = cgutils.alloca_once(b, ty)
     escape = ir.InlineAsm(ir.FunctionType(ir.VoidType(), [slot.type]), "", "r", side_effect=True)
     with b.goto_entry_block():
