@@ -16,12 +16,21 @@ import functools
 
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from mtpdec.cpu import idecoders_x8  # noqa: F401  (registers the interleaved layouts)
 from mtpdec.cpu.idecoders import INT_FORMATS, InputBlock
-from mtpdec.cpu.ir import F32, I8, I16, I64, byte_ptr, reduce_tree
+from mtpdec.cpu.ir import (
+    F32,
+    I8,
+    I16,
+    I64,
+    array_data,
+    array_stride0,
+    byte_ptr,
+    reduce_tree,
+    row_pointers,
+)
 from mtpdec.cpu.isa import PATHS
 from mtpdec.cpu.kernel import CODEGEN_VERSION, prefetch
 from mtpdec.quants.types import GGMLType
@@ -29,14 +38,6 @@ from mtpdec.quants.types import GGMLType
 
 def _i64(value: int) -> ir.Constant:
     return ir.Constant(I64, value)
-
-
-def _data(context, b, arrty, arr) -> ir.Value:
-    return cgutils.create_struct_proxy(arrty)(context, b, value=arr).data
-
-
-def _stride0(context, b, arrty, arr) -> ir.Value:
-    return b.extract_value(cgutils.create_struct_proxy(arrty)(context, b, value=arr).strides, 0)
 
 
 def _total(b: ir.IRBuilder, accs: list[ir.Value]) -> ir.Value:
@@ -76,21 +77,17 @@ def rows_idot(typingctx, fmt, g, n, r, path, w, q, d, sums, dsums, out, row0):
         w_val, q_val, d_val, i_val, s_val, out_val, row0_val = args[5:]
         wty, qty, dty, ity, sty, outty = signature.args[5:11]
         i8p, i16p, f32p = I8.as_pointer(), I16.as_pointer(), F32.as_pointer()
-        w_data = b.bitcast(_data(context, b, wty, w_val), i8p)
-        out_data = b.bitcast(_data(context, b, outty, out_val), f32p)
-        row_bytes = _stride0(context, b, wty, w_val)
-        out_cols = b.sdiv(_stride0(context, b, outty, out_val), _i64(4))
+        w_data = b.bitcast(array_data(context, b, wty, w_val), i8p)
+        out_data = b.bitcast(array_data(context, b, outty, out_val), f32p)
+        row_bytes = array_stride0(context, b, wty, w_val)
+        out_cols = b.sdiv(array_stride0(context, b, outty, out_val), _i64(4))
         nblocks = b.sdiv(row_bytes, _i64(fm.nbytes))
         row_ptrs = [
             byte_ptr(b, w_data, b.mul(b.add(row0_val, _i64(j)), row_bytes)) for j in range(n_rows)
         ]
 
         def rows_of(arrty, arr, ptr_ty):
-            data = b.bitcast(_data(context, b, arrty, arr), i8p)
-            stride = _stride0(context, b, arrty, arr)
-            return [
-                b.bitcast(byte_ptr(b, data, b.mul(_i64(i), stride)), ptr_ty) for i in range(n_in)
-            ]
+            return row_pointers(context, b, arrty, arr, n_in, ptr_ty)
 
         q_rows, d_rows, i_rows, s_rows = (
             rows_of(qty, q_val, i8p),

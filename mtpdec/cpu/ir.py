@@ -98,3 +98,27 @@ def stack_slot(b: ir.IRBuilder, ty: ir.Type) -> ir.Value:
     with b.goto_entry_block():
         b.call(escape, [slot])
     return slot
+
+
+def array_data(context, b: ir.IRBuilder, arrty, arr) -> ir.Value:
+    """The data pointer of a Numba array argument."""
+    from numba.core import cgutils
+
+    return cgutils.create_struct_proxy(arrty)(context, b, value=arr).data
+
+
+def array_stride0(context, b: ir.IRBuilder, arrty, arr) -> ir.Value:
+    """The byte stride of a Numba array argument's first axis (i64)."""
+    from numba.core import cgutils
+
+    return b.extract_value(cgutils.create_struct_proxy(arrty)(context, b, value=arr).strides, 0)
+
+
+def row_pointers(context, b: ir.IRBuilder, arrty, arr, count: int, ptr_ty: ir.Type) -> list:
+    """Pointers (cast to ``ptr_ty``) to rows 0..count-1 of a 2-D Numba array argument."""
+    data = b.bitcast(array_data(context, b, arrty, arr), I8.as_pointer())
+    stride = array_stride0(context, b, arrty, arr)
+    return [
+        b.bitcast(byte_ptr(b, data, b.mul(ir.Constant(I64, i), stride)), ptr_ty)
+        for i in range(count)
+    ]

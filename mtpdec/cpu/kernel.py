@@ -22,11 +22,23 @@ from pathlib import Path
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from mtpdec.cpu.decoders import KERNEL_BLOCKS, Group, KernelBlock
-from mtpdec.cpu.ir import F32, I64, VF32, byte_ptr, fma, half_of, reduce_tree, splat, vec
+from mtpdec.cpu.ir import (
+    F32,
+    I64,
+    VF32,
+    array_data,
+    array_stride0,
+    byte_ptr,
+    fma,
+    half_of,
+    reduce_tree,
+    row_pointers,
+    splat,
+    vec,
+)
 from mtpdec.quants.types import GGMLType
 
 VF8 = vec(F32, 8)
@@ -63,15 +75,6 @@ SUBBLOCK = 32  # elements per entry of the x sub-block sums (Q4_K/Q5_K min term)
 
 def _i64(value: int) -> ir.Constant:
     return ir.Constant(I64, value)
-
-
-def _array_data(context, builder, arrty, arr) -> ir.Value:
-    return cgutils.create_struct_proxy(arrty)(context, builder, value=arr).data
-
-
-def _array_stride0(context, builder, arrty, arr) -> ir.Value:
-    ary = cgutils.create_struct_proxy(arrty)(context, builder, value=arr)
-    return builder.extract_value(ary.strides, 0)
 
 
 def prefetch(b: ir.IRBuilder, ptrs: list[ir.Value]) -> None:
@@ -130,23 +133,17 @@ def rows_dot(typingctx, fmt, n, r, w, x, xsums, out, row0):
         wty, xty, sty, outty = signature.args[3:7]
         i8p = ir.IntType(8).as_pointer()
         f32p = F32.as_pointer()
-        w_data = b.bitcast(_array_data(context, b, wty, w_val), i8p)
-        x_data = b.bitcast(_array_data(context, b, xty, x_val), i8p)
-        s_data = b.bitcast(_array_data(context, b, sty, s_val), i8p)
-        out_data = b.bitcast(_array_data(context, b, outty, out_val), f32p)
-        row_bytes = _array_stride0(context, b, wty, w_val)
-        out_cols = b.sdiv(_array_stride0(context, b, outty, out_val), _i64(4))
+        w_data = b.bitcast(array_data(context, b, wty, w_val), i8p)
+        out_data = b.bitcast(array_data(context, b, outty, out_val), f32p)
+        row_bytes = array_stride0(context, b, wty, w_val)
+        out_cols = b.sdiv(array_stride0(context, b, outty, out_val), _i64(4))
         nblocks = b.sdiv(row_bytes, _i64(kb.nbytes))
         row_ptrs = [
             byte_ptr(b, w_data, b.mul(b.add(row0_val, _i64(j)), row_bytes)) for j in range(n_rows)
         ]
 
-        def input_rows(data, arrty, arr):
-            stride = _array_stride0(context, b, arrty, arr)
-            return [b.bitcast(byte_ptr(b, data, b.mul(_i64(i), stride)), f32p) for i in range(n_in)]
-
-        x_rows = input_rows(x_data, xty, x_val)
-        s_rows = input_rows(s_data, sty, s_val)
+        x_rows = row_pointers(context, b, xty, x_val, n_in, f32p)
+        s_rows = row_pointers(context, b, sty, s_val, n_in, f32p)
         zeros = [
             [[ir.Constant(t, None) for t in slot_types] for _ in range(n_in)] for _ in range(n_rows)
         ]
