@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mtpdec.cpu.stream import aligned_zeros
 from mtpdec.errors import MtpdecError
 
 F32 = np.float32
@@ -48,7 +49,7 @@ class RecurrentState:
     def __init__(self, h_v: int, d: int, taps: int, channels: int, slots: int = 0) -> None:
         self.s = np.zeros((h_v, d, d), dtype=F32)
         self.conv = np.zeros((taps - 1, channels), dtype=F32)
-        self.ring_s = np.zeros((slots, h_v, d, d), dtype=F32)
+        self.ring_s = aligned_zeros((slots, h_v, d, d))  # streamed into (cpu/stream.py)
         self.ring_conv = np.zeros((slots, taps - 1, channels), dtype=F32)
 
     def restore(self, slot: int) -> None:

@@ -11,18 +11,20 @@ import numpy as np
 from numba import njit, prange
 
 from mtpdec.cpu.ops import silu
+from mtpdec.cpu.stream import ALIGN, is_aligned, stream_copy
 
 F32 = np.float32
 
 
 @njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring):  # pragma: no cover
+def _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring, stream):  # pragma: no cover
     """Tokens one after another through every value head; m updated in place.
 
     m: float32 (H_v, d, d) transposed states; q, k: float32 (n, H_k, d) (l2-normalised);
     v: float32 (n, H_v, d); g, beta: float32 (n, H_v); out: float32 (n, H_v, d);
     ring: float32 (slots, H_v, d, d): the state after token t goes to ring[t] for
-    t < slots. Value head h reads key head h % H_k. Heads run in parallel, each one
+    t < slots, by streaming stores when ``stream`` (every ring[t, h] 64-byte aligned).
+    Value head h reads key head h % H_k. Heads run in parallel, each one
     walks all tokens with its 64 KB state in cache.
     """
     n, h_v, d = v.shape
@@ -45,7 +47,10 @@ def _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring):  # pragma: no cov
                     o += row[i] * q[t, kh, i]
                 out[t, h, j] = o * scale
             if t < slots:
-                ring[t, h] = m[h]
+                if stream:
+                    stream_copy(ring[t, h], m[h])
+                else:
+                    ring[t, h] = m[h]
 
 
 def delta_rule(
@@ -63,7 +68,9 @@ def delta_rule(
     q, k: float32 (n, H_k, d), l2-normalised; v: float32 (n, H_v, d);
     g (log decay, < 0), beta: float32 (n, H_v).
     ring: optional float32 (slots, H_v, d, d); ring[t] receives the state after token t
-    (t < slots), for rollback after a verify.
+    (t < slots), for rollback after a verify; written with streaming stores (no cache
+    pollution, no read-for-ownership) when each slot's head is 64-byte aligned
+    (``RecurrentState`` allocates it so), by plain copies otherwise; same bits.
     Per token: S = exp(g) S; u = beta (v - S^T k); S += k u^T; o = S^T q / sqrt(d).
     Returns o float32 (n, H_v, d).
     """
@@ -72,16 +79,18 @@ def delta_rule(
     scale = F32(1.0 / np.sqrt(np.float32(d)))
     if ring is None:
         ring = np.empty((0, h_v, d, d), dtype=F32)
-    _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring)
+    stream = is_aligned(ring) and (d * d * 4) % ALIGN == 0
+    _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring, stream)
     return out
 
 
 @njit(cache=True)
-def _conv(x, state, taps_w, out):  # pragma: no cover - compiled
+def _conv(x, state, taps_w, out, ring):  # pragma: no cover - compiled
     """x (n, C), state (K-1, C), taps_w (K, C) float32; out (n, C) = the conv.
 
     Each output element is (w0 s0) + w1 s1 + ... in tap order; the channel loop is the
-    inner one (contiguous rows), which changes nothing per element.
+    inner one (contiguous rows), which changes nothing per element. ring (slots, K-1, C)
+    receives the conv state after token t (rows t+1..t+K-1 of state ++ x) for t < slots.
     """
     n, channels = x.shape
     past = state.shape[0]
@@ -97,6 +106,10 @@ def _conv(x, state, taps_w, out):  # pragma: no cover - compiled
             else:
                 for c in range(channels):
                     o[c] = o[c] + w[c] * row[c]
+    for t in range(min(ring.shape[0], n)):
+        for r in range(past):
+            src = t + 1 + r
+            ring[t, r] = state[src] if src < past else x[src - past]
     keep = min(past, n)
     for r in range(past - keep):  # older state rows shift up
         state[r] = state[r + keep]
@@ -117,11 +130,8 @@ def causal_conv_silu(
     tap in order.
     """
     x = np.ascontiguousarray(x, dtype=F32)
-    if ring is not None and len(ring):
-        past = conv_state.shape[0]
-        seq = np.concatenate([conv_state, x])
-        for t in range(min(len(ring), len(x))):
-            ring[t] = seq[t + 1 : t + 1 + past]
+    if ring is None:
+        ring = np.empty((0,) + conv_state.shape, dtype=F32)
     out = np.empty_like(x)
-    _conv(x, conv_state, taps_w, out)
+    _conv(x, conv_state, taps_w, out, ring)
     return silu(out)
