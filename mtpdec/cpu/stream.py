@@ -78,4 +78,3 @@ def stream_copy(dst, src):  # pragma: no cover - compiled
     for i in range(body, flat_s.size):
         flat_d[i] = flat_s[i]
     _store_fence()
-
