@@ -38,24 +38,52 @@ class KVCache:
 
 
 class RecurrentState:
-    """State of one Gated-DeltaNet layer, with a ring of snapshot slots.
+    """State of one Gated-DeltaNet layer, with snapshot slots for rollback.
 
-    s:    float32 (H_v, d, d), transposed delta-rule states (``mtpdec.cpu.gdn``).
+    s:    float32 (H_v, d, d), transposed delta-rule states (``mtpdec.cpu.gdn``): one of
+          the ``pool`` buffers (slots + 1 of them, 64-byte aligned), the ``live`` one.
     conv: float32 (K-1, C), the last K-1 conv inputs, oldest first.
-    ring_s, ring_conv: (slots, ...) copies of both after each token t < slots of the
-    latest forward, written by the forward itself (speculative.md: rollback is a copy).
+    Snapshots (speculative.md: rollback is a copy or a slot swap): a forward asked for
+    them writes the state after each of its tokens but the last, token t's delta-rule
+    state into ``pool[slot_of[t]]`` and its conv state into ``ring_conv[t]``; ``taken``
+    is how many the latest forward wrote. ``restore`` swaps the live buffer with a
+    slot's (no copy of S).
     """
 
     def __init__(self, h_v: int, d: int, taps: int, channels: int, slots: int = 0) -> None:
-        self.s = np.zeros((h_v, d, d), dtype=F32)
+        self.pool = aligned_zeros((slots + 1, h_v, d, d))  # streamed into (cpu/stream.py)
+        self.live = 0
+        self.slot_of = np.arange(1, slots + 1, dtype=np.int64)
         self.conv = np.zeros((taps - 1, channels), dtype=F32)
-        self.ring_s = aligned_zeros((slots, h_v, d, d))  # streamed into (cpu/stream.py)
         self.ring_conv = np.zeros((slots, taps - 1, channels), dtype=F32)
+        self.taken = 0
+
+    @property
+    def slots(self) -> int:
+        return len(self.slot_of)
+
+    @property
+    def s(self) -> np.ndarray:
+        return self.pool[self.live]
+
+    def snapshot_plan(self, n: int, snapshots: bool) -> tuple[np.ndarray, np.ndarray]:
+        """For a forward of n tokens: (pool indices, conv ring rows) its snapshots go to,
+        n - 1 of each when ``snapshots``, none otherwise; records ``taken``."""
+        count = n - 1 if snapshots else 0
+        if count > self.slots:
+            raise MtpdecError(
+                f"a verify of {n} tokens needs {count} snapshot slots; the state has "
+                f"{self.slots} (new_state(..., snapshot_slots=))"
+            )
+        self.taken = count
+        return self.slot_of[:count], self.ring_conv[:count]
 
     def restore(self, slot: int) -> None:
-        """Make ring slot ``slot`` the current state."""
-        self.s[...] = self.ring_s[slot]
+        """Make snapshot ``slot`` (< ``taken``) the current state."""
+        live, self.live = self.live, int(self.slot_of[slot])
+        self.slot_of[slot] = live
         self.conv[...] = self.ring_conv[slot]
+        self.taken = 0
 
 
 @dataclass
@@ -90,7 +118,7 @@ class ModelState:
     def rollback(self, length: int) -> None:
         """Keep the first ``length`` positions, where batch_start < length <= length now:
         attention caches move a position, GDN layers restore the snapshot taken after
-        batch token ``length - batch_start - 1`` (the ring must have that slot)."""
+        batch token ``length - batch_start - 1`` (the forward must have written snapshots)."""
         if length == self.length:
             return
         slot = length - self.batch_start - 1
@@ -101,8 +129,10 @@ class ModelState:
             )
         for layer in self.layers:
             if isinstance(layer, RecurrentState):
-                if slot >= len(layer.ring_s):
-                    raise MtpdecError(f"no snapshot slot {slot} (the ring has {len(layer.ring_s)})")
+                if slot >= layer.taken:
+                    raise MtpdecError(
+                        f"no snapshot slot {slot}: the latest forward wrote {layer.taken}"
+                    )
                 layer.restore(slot)
         self.length = length
         self.mtp_length = min(self.mtp_length, length)

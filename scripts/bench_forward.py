@@ -3,8 +3,8 @@
 verify of k - 1 drafts costs against plain decoding (k = 1), with a breakdown.
 
 mtpdec: after a prefill of --prompt-tokens, ``model.forward`` of k tokens on a state made
-with ``snapshot_slots = k - 1`` (as a verify uses it; the GDN layers copy their state
-into the ring after every batch token), then ``state.rollback`` to the start, repeated;
+with ``snapshot_slots = k - 1``, ``snapshots=True`` (a verify: the GDN layers stream their state
+into snapshot slots after every batch token but the last), then ``state.rollback``, repeated;
 only the forward is timed. Each part of the forward is timed by wrapping it: the matrix
 kernels (8-bit rounding of the inputs included) of the trunk and of the LM head, GDN
 recurrences (delta rule with its snapshot copies, conv), attention over the KV cache; the
@@ -122,7 +122,7 @@ def time_mtpdec(model: Any, ids: list[int], ks: list[int], rounds: int) -> dict[
             start = state.length
             with timer.record() as parts:
                 t0 = time.perf_counter()
-                model.forward(toks, start, state)
+                model.forward(toks, start, state, snapshots=True)
                 sec = time.perf_counter() - t0
             if k > 1:
                 state.rollback(start + 1)  # keep one token, as a verify that accepts none

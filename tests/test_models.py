@@ -12,6 +12,7 @@ import pytest
 from mtpdec.errors import MtpdecError
 from mtpdec.models import load_model
 from mtpdec.models.layers import DENSE_MIN_ROWS
+from mtpdec.state import RecurrentState
 from mtpdec.synth import SynthOverrides, write_synth
 from tests.ggufs import gemma3_tiny, write_gguf
 
@@ -279,7 +280,7 @@ def test_rollback_after_a_verify_batch(qwen_tiny, keep):
     m, ids = qwen_tiny, _ids(qwen_tiny)
     state = m.new_state(32, snapshot_slots=3)
     m.forward(ids[:5], 0, state)
-    m.forward(ids[5:9], 5, state)
+    m.forward(ids[5:9], 5, state, snapshots=True)
     state.rollback(5 + keep)
     got = m.forward(ids[9:12], 5 + keep, state)
     ref = m.new_state(32)
@@ -291,11 +292,32 @@ def test_rollback_after_a_verify_batch(qwen_tiny, keep):
 def test_rollback_limits(qwen_tiny):
     m, ids = qwen_tiny, _ids(qwen_tiny)
     state = m.new_state(32, snapshot_slots=2)
-    m.forward(ids[:4], 0, state)
+    with pytest.raises(MtpdecError, match="needs 3 snapshot slots; the state has 2"):
+        m.forward(ids[:4], 0, state, snapshots=True)
+    state = m.new_state(32, snapshot_slots=2)
+    m.forward(ids[:3], 0, state, snapshots=True)
     with pytest.raises(MtpdecError, match="only within the latest batch"):
         state.rollback(0)
-    with pytest.raises(MtpdecError, match="no snapshot slot 2"):
-        state.rollback(3)
-    state.rollback(4)  # nothing to undo
+    state.rollback(3)  # nothing to undo
     state.rollback(2)
     assert state.length == 2
+    with pytest.raises(MtpdecError, match="no snapshot slot 0: the latest forward wrote 0"):
+        m.forward(ids[2:4], 2, state)  # no snapshots asked for
+        state.rollback(3)
+
+
+def test_snapshots_only_when_asked(qwen_tiny):
+    """A forward without ``snapshots`` writes no slot (a plain step costs nothing more);
+    a verify writes k - 1; a rollback swaps buffers rather than copying the state."""
+    m, ids = qwen_tiny, _ids(qwen_tiny)
+    state = m.new_state(32, snapshot_slots=4)
+    gdn = [layer for layer in state.layers if isinstance(layer, RecurrentState)]
+    m.forward(ids[:6], 0, state, prefill=True)
+    assert all(layer.taken == 0 and not layer.pool[1:].any() for layer in gdn)
+    m.forward(ids[6:9], 6, state, snapshots=True)
+    assert all(layer.taken == 2 for layer in gdn)
+    before = [layer.pool[layer.slot_of[0]] for layer in gdn]
+    state.rollback(7)
+    assert all(
+        layer.s is not None and np.shares_memory(layer.s, b) for layer, b in zip(gdn, before)
+    )

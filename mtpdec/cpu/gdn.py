@@ -17,19 +17,20 @@ F32 = np.float32
 
 
 @njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring, stream):  # pragma: no cover
+def _delta_rule_tokens(m, q, k, v, g, beta, scale, out, pool, slots, stream):  # pragma: no cover
     """Tokens one after another through every value head; m updated in place.
 
     m: float32 (H_v, d, d) transposed states; q, k: float32 (n, H_k, d) (l2-normalised);
     v: float32 (n, H_v, d); g, beta: float32 (n, H_v); out: float32 (n, H_v, d);
-    ring: float32 (slots, H_v, d, d): the state after token t goes to ring[t] for
-    t < slots, by streaming stores when ``stream`` (every ring[t, h] 64-byte aligned).
+    pool: float32 (P, H_v, d, d), slots: int64 (count,): the state after token t goes to
+    pool[slots[t]] for t < count, by streaming stores when ``stream`` (every pool[i, h]
+    64-byte aligned).
     Value head h reads key head h % H_k. Heads run in parallel, each one
     walks all tokens with its 64 KB state in cache.
     """
     n, h_v, d = v.shape
     h_k = q.shape[1]
-    slots = ring.shape[0]
+    count = slots.shape[0]
     for h in prange(h_v):
         kh = h % h_k
         for t in range(n):
@@ -46,11 +47,11 @@ def _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring, stream):  # pragma
                     row[i] = row[i] + delta * k[t, kh, i]
                     o += row[i] * q[t, kh, i]
                 out[t, h, j] = o * scale
-            if t < slots:
+            if t < count:
                 if stream:
-                    stream_copy(ring[t, h], m[h])
+                    stream_copy(pool[slots[t], h], m[h])
                 else:
-                    ring[t, h] = m[h]
+                    pool[slots[t], h] = m[h]
 
 
 def delta_rule(
@@ -61,14 +62,16 @@ def delta_rule(
     g: np.ndarray,
     beta: np.ndarray,
     ring: np.ndarray | None = None,
+    ring_slots: np.ndarray | None = None,
 ) -> np.ndarray:
     """Run tokens through the gated delta rule one after another; m updated in place.
 
     m: float32 (H_v, d, d) transposed state (``M[h, j, i] = S_h[i, j]``).
     q, k: float32 (n, H_k, d), l2-normalised; v: float32 (n, H_v, d);
     g (log decay, < 0), beta: float32 (n, H_v).
-    ring: optional float32 (slots, H_v, d, d); ring[t] receives the state after token t
-    (t < slots), for rollback after a verify; written with streaming stores (no cache
+    ring: optional float32 (P, H_v, d, d) snapshot buffers; ring_slots: int64 (count,)
+    indices into it (default: 0..P-1): ring[ring_slots[t]] receives the state after token
+    t (t < count), for rollback after a verify; written with streaming stores (no cache
     pollution, no read-for-ownership) when each slot's head is 64-byte aligned
     (``RecurrentState`` allocates it so), by plain copies otherwise; same bits.
     Per token: S = exp(g) S; u = beta (v - S^T k); S += k u^T; o = S^T q / sqrt(d).
@@ -79,8 +82,10 @@ def delta_rule(
     scale = F32(1.0 / np.sqrt(np.float32(d)))
     if ring is None:
         ring = np.empty((0, h_v, d, d), dtype=F32)
+    if ring_slots is None:
+        ring_slots = np.arange(len(ring), dtype=np.int64)
     stream = is_aligned(ring) and (d * d * 4) % ALIGN == 0
-    _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring, stream)
+    _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring, ring_slots, stream)
     return out
 
 

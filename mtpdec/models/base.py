@@ -33,14 +33,17 @@ class StateLike(Protocol):
 class Model(Protocol):
     """A loaded model.
 
-    forward(tokens, start_pos, state, last_only=False, prefill=False) -> float32 logits
+    forward(tokens, start_pos, state, last_only=False, prefill=False, snapshots=False)
+      -> float32 logits
       tokens:    int32 (k,), k >= 1, token ids < n_vocab.
       start_pos: position of tokens[0]; must equal ``state.length``.
       Returns (k, n_vocab) logits (row i predicts the token after tokens[i]), or
       (1, n_vocab) for the last token only when ``last_only``. Each row is bitwise equal
       to feeding the tokens one at a time, whatever k, unless ``prefill``: the tokens are
       a prompt and may take the faster batched path (equal to about 1e-6). Advances
-      ``state.length`` by k.
+      ``state.length`` by k. ``snapshots`` (a verify): recurrent layers keep their state
+      after each token but the last, so that ``state.rollback`` can return to any of
+      them; the state needs ``snapshot_slots >= k - 1``. Without it nothing is copied.
     activations: "q8" or "f32", how every matrix multiplies (``mtpdec.cpu.matvec``).
     """
 
@@ -53,7 +56,7 @@ class Model(Protocol):
     @property
     def tokenizer(self) -> Tokenizer: ...
 
-    def new_state(self, n_ctx: int) -> StateLike: ...
+    def new_state(self, n_ctx: int, snapshot_slots: int = 0) -> StateLike: ...
 
     def compile(self, dense: bool = True) -> float: ...
 
@@ -64,6 +67,7 @@ class Model(Protocol):
         state: Any,
         last_only: bool = False,
         prefill: bool = False,
+        snapshots: bool = False,
     ) -> np.ndarray: ...
 
 
@@ -207,7 +211,7 @@ class ModelBase:
     def _warm_extra(self) -> None:
         """Compile kernels that the trunk forward does not run (an MTP head)."""
 
-    def new_state(self, n_ctx: int) -> StateLike:
+    def new_state(self, n_ctx: int, snapshot_slots: int = 0) -> StateLike:
         raise NotImplementedError
 
     def forward(
@@ -217,5 +221,6 @@ class ModelBase:
         state: Any,
         last_only: bool = False,
         prefill: bool = False,
+        snapshots: bool = False,
     ) -> np.ndarray:
         raise NotImplementedError

@@ -42,17 +42,21 @@ class GatedDeltaNet:
             c.ssm_time_step_rank, c.ssm_state_size, c.ssm_conv_kernel, c.conv_dim, slots
         )
 
-    def __call__(self, x: np.ndarray, state: RecurrentState, prefill: bool = False) -> np.ndarray:
+    def __call__(
+        self, x: np.ndarray, state: RecurrentState, prefill: bool = False, snapshots: bool = False
+    ) -> np.ndarray:
+        """``snapshots``: keep the state after each token but the last (a verify)."""
         c, n = self.cfg, x.shape[0]
+        slots, conv_ring = state.snapshot_plan(n, snapshots)
         d, h_k, h_v = c.ssm_state_size, c.ssm_group_count, c.ssm_time_step_rank
         qkv, z, b, a = self.w_in(x, prefill)
-        mixed = causal_conv_silu(qkv, state.conv, self.conv_taps, state.ring_conv)
+        mixed = causal_conv_silu(qkv, state.conv, self.conv_taps, conv_ring)
         q = l2norm(mixed[:, : c.key_dim].reshape(n, h_k, d), c.rms_eps)
         k = l2norm(mixed[:, c.key_dim : 2 * c.key_dim].reshape(n, h_k, d), c.rms_eps)
         v = np.ascontiguousarray(mixed[:, 2 * c.key_dim :].reshape(n, h_v, d))
         beta = sigmoid(b)
         g = (softplus(a + self.dt_bias) * self.a).astype(F32)
-        o = delta_rule(state.s, q, k, v, g, beta, state.ring_s)
+        o = delta_rule(state.s, q, k, v, g, beta, state.pool, slots)
         z = z.reshape(n, h_v, d)
         y = silu(z, rmsnorm(o, self.norm, c.rms_eps))
         return self.wout(y.reshape(n, h_v * d), prefill)

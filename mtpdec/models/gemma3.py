@@ -94,7 +94,8 @@ class Gemma3Model(ModelBase):
     def linears(self) -> list[Linear]:
         return [lin for layer in self.layers for lin in layer.attn.linears() + layer.ffn.linears()]
 
-    def new_state(self, n_ctx: int) -> ModelState:
+    def new_state(self, n_ctx: int, snapshot_slots: int = 0) -> ModelState:
+        """KV caches for n_ctx positions (attention rolls back by position: no slots)."""
         c = self.config
         caches = [KVCache(c.n_head_kv, n_ctx, c.head_dim_k, c.head_dim_v) for _ in self.layers]
         return ModelState(n_ctx=n_ctx, layers=caches)
@@ -106,6 +107,7 @@ class Gemma3Model(ModelBase):
         state: ModelState,
         last_only: bool = False,
         prefill: bool = False,
+        snapshots: bool = False,
     ) -> np.ndarray:
         tokens = check_tokens(tokens, self.n_vocab)
         check_position(start_pos, len(tokens), state)

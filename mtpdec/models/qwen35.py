@@ -73,6 +73,7 @@ class Block:
         layer_state: KVCache | RecurrentState,
         eps: float,
         prefill: bool = False,
+        snapshots: bool = False,
     ) -> np.ndarray:
         x = rmsnorm(h, self.attn_norm, eps)
         if isinstance(self.mixer, Attention):
@@ -80,7 +81,7 @@ class Block:
             h = h + self.mixer(x, pos, layer_state, prefill)
         else:
             assert isinstance(layer_state, RecurrentState)
-            h = h + self.mixer(x, layer_state, prefill)
+            h = h + self.mixer(x, layer_state, prefill, snapshots)
         return h + self.ffn(rmsnorm(h, self.post_norm, eps), prefill)
 
 
@@ -159,10 +160,15 @@ class Qwen35Model(ModelBase):
         return ModelState(n_ctx=n_ctx, layers=layers, mtp=mtp)
 
     def hidden(
-        self, tokens: np.ndarray, start_pos: int, state: ModelState, prefill: bool = False
+        self,
+        tokens: np.ndarray,
+        start_pos: int,
+        state: ModelState,
+        prefill: bool = False,
+        snapshots: bool = False,
     ) -> np.ndarray:
         """The trunk's final-normed hidden ``hn`` float32 (k, n_embd) of each token;
-        ``prefill`` as in ``forward``."""
+        ``prefill`` and ``snapshots`` as in ``forward``."""
         tokens = check_tokens(tokens, self.n_vocab)
         check_position(start_pos, len(tokens), state)
         eps = self.config.rms_eps
@@ -170,7 +176,7 @@ class Qwen35Model(ModelBase):
         def trunk(part: np.ndarray, pos: np.ndarray) -> np.ndarray:
             h = embed_rows(self.embd, part)
             for block, layer_state in zip(self.blocks, state.layers):
-                h = block(h, pos, layer_state, eps, prefill)
+                h = block(h, pos, layer_state, eps, prefill, snapshots)
             return rmsnorm(h, self.output_norm, eps)
 
         return run_in_chunks(tokens, start_pos, state, trunk)
@@ -186,8 +192,9 @@ class Qwen35Model(ModelBase):
         state: ModelState,
         last_only: bool = False,
         prefill: bool = False,
+        snapshots: bool = False,
     ) -> np.ndarray:
-        hn = self.hidden(tokens, start_pos, state, prefill)
+        hn = self.hidden(tokens, start_pos, state, prefill, snapshots)
         return self.logits(hn[-1:] if last_only else hn)
 
     def mtp_forward(
