@@ -35,8 +35,12 @@ class Step:
     fed:       tokens run through the model in this step (prompt length, or 1).
     tokens:    tokens emitted, in order; never an end-of-generation token.
     from_draft: per emitted token, whether a drafter proposed it (plain: all False).
-    seconds:   wall time of the forward and the picks (nothing else is timed).
+    seconds:   wall time of the step: drafting, the forward, the picks, the rollback
+               (nothing else is timed).
     stop:      set on the last step: STOP_N_PREDICT, STOP_EOG or STOP_CTX.
+    drafted / accepted: drafts verified in this step / how many were accepted (a
+               speculative step; 0 otherwise). draft_s / verify_s / rollback_s: the
+               parts of ``seconds`` (verify: the forward and the acceptance picks).
     """
 
     prefill: bool
@@ -45,6 +49,28 @@ class Step:
     from_draft: tuple[bool, ...]
     seconds: float
     stop: str | None = None
+    drafted: int = 0
+    accepted: int = 0
+    draft_s: float = 0.0
+    verify_s: float = 0.0
+    rollback_s: float = 0.0
+
+
+def check_start(prompt_ids: Sequence[int], n_predict: int, state: Any) -> np.ndarray:
+    """The prompt as int32 (L,), 1 <= L <= state.n_ctx, on a fresh state; MtpdecError
+    naming the problem otherwise."""
+    prompt = np.asarray(prompt_ids, dtype=np.int32)
+    if prompt.ndim != 1 or prompt.size == 0:
+        raise MtpdecError("the prompt has no tokens")
+    if n_predict < 0:
+        raise MtpdecError(f"-n/--n-predict must be >= 0, got {n_predict}")
+    if state.length != 0:
+        raise MtpdecError(f"decoding needs a fresh state, this one holds {state.length} tokens")
+    if prompt.size > state.n_ctx:
+        raise MtpdecError(
+            f"the prompt is {prompt.size} tokens, longer than the context {state.n_ctx}"
+        )
+    return prompt
 
 
 def decode_plain(
@@ -67,17 +93,7 @@ def decode_plain(
     Yields the prefill step, then one step per decode forward. The last step carries
     the stop reason. Every token fed to the model is one that was emitted before.
     """
-    prompt = np.asarray(prompt_ids, dtype=np.int32)
-    if prompt.ndim != 1 or prompt.size == 0:
-        raise MtpdecError("the prompt has no tokens")
-    if n_predict < 0:
-        raise MtpdecError(f"-n/--n-predict must be >= 0, got {n_predict}")
-    if state.length != 0:
-        raise MtpdecError(f"decoding needs a fresh state, this one holds {state.length} tokens")
-    if prompt.size > state.n_ctx:
-        raise MtpdecError(
-            f"the prompt is {prompt.size} tokens, longer than the context {state.n_ctx}"
-        )
+    prompt = check_start(prompt_ids, n_predict, state)
     is_eog = model.tokenizer.is_eog
     plain = (False,)
 

@@ -198,7 +198,12 @@ class Qwen35Model(ModelBase):
         return self.logits(hn[-1:] if last_only else hn)
 
     def mtp_forward(
-        self, tokens: np.ndarray, hidden: np.ndarray, start_pos: int, state: ModelState
+        self,
+        tokens: np.ndarray,
+        hidden: np.ndarray,
+        start_pos: int,
+        state: ModelState,
+        last_only: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Draft logits from the MTP head, and its own output hidden for chaining.
 
@@ -209,7 +214,8 @@ class Qwen35Model(ModelBase):
         previous hidden, so callers pass zeros there. The head's KV cache is written at
         those positions; entries from start_pos+k on are dropped. start_pos may rewind
         (rebuild after acceptance) but not skip: start_pos <= state.mtp_length.
-        Returns (logits float32 (k, n_vocab), hm float32 (k, n_embd)).
+        Returns (logits float32 (k, n_vocab), hm float32 (k, n_embd)); with ``last_only``
+        the last row of each (a draft after rebuilding the cache entries before it).
         """
         mtp = self.mtp
         if mtp is None or state.mtp is None:
@@ -231,5 +237,5 @@ class Qwen35Model(ModelBase):
         state.mtp_length = start_pos  # entries from here on are being rewritten
         x = mtp.block(x, pos, state.mtp, eps)
         state.mtp_length = start_pos + n
-        hm = rmsnorm(x, mtp.head_norm, eps)
+        hm = rmsnorm(x[-1:] if last_only else x, mtp.head_norm, eps)
         return mtp.head(hm), hm

@@ -1,0 +1,46 @@
+"""Drafters for speculative decoding, behind one interface (``base.Drafter``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mtpdec.draft.base import Draft, Drafter
+from mtpdec.draft.lookup import LookupDrafter
+from mtpdec.draft.mtp import MtpDrafter, MtpLookupDrafter
+from mtpdec.draft.oracle import OracleDrafter
+from mtpdec.errors import MtpdecError
+from mtpdec.sampling import Sampler
+
+DRAFTERS = ("mtp", "lookup", "mtp+lookup", "oracle", "none")
+
+__all__ = ["DRAFTERS", "Draft", "Drafter", "make_drafter"]
+
+
+def make_drafter(
+    name: str,
+    model: Any,
+    state: Any,
+    sampler: Sampler | None = None,
+    reference: np.ndarray | None = None,
+    accept: float = 1.0,
+    seed: int = 0,
+) -> Drafter:
+    """The drafter ``name`` (one of DRAFTERS but "none") for decoding ``model`` on
+    ``state``. sampler: the target's, when sampling (MTP then samples its drafts with
+    its own seeded generator); reference / accept / seed: the oracle's."""
+    draft_sampler = None
+    if sampler is not None and not sampler.greedy:
+        draft_sampler = Sampler(sampler.temp, sampler.top_k, sampler.top_p, seed)
+    if name == "lookup":
+        return LookupDrafter()
+    if name == "mtp":
+        return MtpDrafter(model, state, draft_sampler)
+    if name == "mtp+lookup":
+        return MtpLookupDrafter(MtpDrafter(model, state, draft_sampler), LookupDrafter())
+    if name == "oracle":
+        if reference is None:
+            raise MtpdecError("the oracle drafter needs a reference continuation")
+        return OracleDrafter(reference, model.n_vocab, accept, seed)
+    raise MtpdecError(f"--draft must be one of {', '.join(DRAFTERS)}, got {name!r}")
