@@ -102,6 +102,18 @@ def generate(
         help="q8: round each matmul's input rows to 8 bits and use integer dot products "
         "(as llama.cpp; fast); f32: exact float32 inputs (slower reference).",
     ),
+    draft: str | None = typer.Option(
+        None,
+        "--draft",
+        help="Drafter: mtp, lookup, mtp+lookup, oracle (benchmarks) or none "
+        "(default: mtp when the model has an MTP head, else none).",
+    ),
+    draft_n: str = typer.Option(
+        "auto", "--draft-n", help="Drafts per step: 0..16, or auto (picked each step)."
+    ),
+    accept: float = typer.Option(
+        0.9, "--accept", help="The oracle drafter's acceptance per position (0..1)."
+    ),
 ) -> None:
     """Generate text from a prompt: stream it to stdout, timings to stderr."""
     from mtpdec.generate import GenerateOptions, run_generate
@@ -116,6 +128,9 @@ def generate(
         as_json=json_out,
         prefill_mib=prefill_mib,
         activations=activations,
+        draft=draft,
+        draft_n=draft_n,
+        accept=accept,
     )
     run_generate(model, prompt, prompt_file, opts)
 

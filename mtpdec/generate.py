@@ -20,9 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtpdec.decode import decode_plain
+from mtpdec.draft import DRAFTERS
+from mtpdec.draft.setup import (
+    check_drafter,
+    decode_steps,
+    default_drafter,
+    greedy_reference,
+    make_policy,
+    parse_draft_n,
+)
 from mtpdec.errors import MtpdecError
-from mtpdec.metrics import Timings
+from mtpdec.metrics import SpecStats, Timings
 from mtpdec.sampling import Sampler, check_sampling
 
 DEFAULT_CTX = 4096
@@ -83,6 +91,9 @@ class GenerateOptions:
     as_json: bool = False
     prefill_mib: int = 2048
     activations: str = "q8"
+    draft: str | None = None  # None: mtp when the model has an MTP head, else none
+    draft_n: str = "auto"
+    accept: float = 0.9  # the oracle drafter's acceptance
 
     def check(self) -> None:
         from mtpdec.cpu.matvec import ACTIVATION_MODES
@@ -95,6 +106,11 @@ class GenerateOptions:
         if self.n_predict < 0:
             raise MtpdecError(f"-n/--n-predict must be >= 0, got {self.n_predict}")
         check_sampling(self.temp, self.top_k, self.top_p, self.seed)
+        parse_draft_n(self.draft_n)
+        if self.draft is not None and self.draft not in DRAFTERS:
+            raise MtpdecError(f"--draft must be one of {', '.join(DRAFTERS)}, got {self.draft!r}")
+        if not 0.0 <= self.accept <= 1.0:
+            raise MtpdecError(f"--accept must be in [0, 1], got {self.accept}")
         if self.ctx is not None and self.ctx < 1:
             raise MtpdecError(f"--ctx must be >= 1, got {self.ctx}")
 
@@ -128,10 +144,35 @@ def run_generate(
         apply_threads()
         # dense prefill weights only pay off for prompts that take the batched path
         timings.compile_s = model.compile(dense=len(prompt_ids) >= DENSE_MIN_ROWS)
+        draft = opts.draft or default_drafter(model)
+        draft_n = parse_draft_n(opts.draft_n)
+        policy = None
+        if draft != "none":
+            check_drafter(draft, model)
+            if status is not None and draft_n is None:
+                status.update("measuring verify costs for --draft-n auto (cached)")
+            policy = make_policy(model, draft_n)
+        reference = None
+        if draft == "oracle":
+            if status is not None:
+                status.update("decoding the oracle's reference (plain greedy)")
+            reference = greedy_reference(model, prompt_ids, opts.n_predict, n_ctx)
 
     sampler = Sampler(opts.temp, opts.top_k, opts.top_p, opts.seed)
+    spec = SpecStats(policy.max_n if policy is not None else 0)
     try:
-        state = model.new_state(n_ctx)
+        steps = decode_steps(
+            model,
+            prompt_ids,
+            opts.n_predict,
+            sampler,
+            n_ctx,
+            draft,
+            policy,
+            reference,
+            opts.accept,
+            sampler.seed,
+        )
     except MemoryError:
         raise MtpdecError(
             f"no memory for the state of a {n_ctx}-token context; lower --ctx"
@@ -139,8 +180,9 @@ def run_generate(
     out_ids: list[int] = []
     stop = None
     utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for step in decode_plain(model, prompt_ids, opts.n_predict, sampler, state):
+    for step in steps:
         timings.record(step)
+        spec.record(step)
         out_ids.extend(step.tokens)
         stop = step.stop
         if not opts.as_json and step.tokens:
@@ -151,11 +193,14 @@ def run_generate(
     if opts.as_json:
         result = result_json(model_path, model, text, prompt_ids, out_ids, sampler, n_ctx, stop)
         result["stats"] = timings.as_dict()
+        result["draft"] = {"drafter": draft, "draft_n": opts.draft_n} | spec.as_dict()
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         sys.stdout.write(utf8.decode(b"", final=True) + "\n")
         sys.stdout.flush()
         print(f"{timings.line()} | stop: {stop}", file=sys.stderr)
+        if draft != "none":
+            print(f"draft {draft}, n {opts.draft_n}: {spec.line()}", file=sys.stderr)
 
 
 def result_json(

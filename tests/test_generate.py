@@ -170,8 +170,9 @@ def test_tiny_streams_text_and_stats(tiny: Path) -> None:
     result = runner.invoke(app, ["generate", str(tiny), "Hello world", "-n", "6"])
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith("\n")
-    (line,) = result.stderr.strip().splitlines()
+    line, draft = result.stderr.strip().splitlines()
     assert line.startswith("prompt ") and "decode " in line and "compile " in line
+    assert draft.startswith("draft mtp, n auto: drafts ")  # the default for an MTP model
 
 
 @pytest.mark.parametrize(
