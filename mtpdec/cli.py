@@ -171,6 +171,57 @@ def synth(
     write_synth(out, preset, seed=seed, overrides=overrides, force=force)
 
 
+@app.command()
+@user_errors
+def sweep(
+    model: Path = typer.Argument(..., help="GGUF model file."),
+    draft_n: str = typer.Option(
+        "0,1,2,3,4", "--draft-n", help="Comma-separated drafts per step (0 = plain) and/or auto."
+    ),
+    draft: str | None = typer.Option(
+        None,
+        "--draft",
+        help="Drafter: mtp, lookup, mtp+lookup or oracle (default: mtp when the model has "
+        "an MTP head).",
+    ),
+    accept: float = typer.Option(
+        0.9, "--accept", help="The oracle drafter's acceptance per position (0..1)."
+    ),
+    prompts: Path | None = typer.Option(
+        None, "--prompts", help="Prompts file, one per line (default: three built-in prompts)."
+    ),
+    n_predict: int = typer.Option(64, "--n-predict", "-n", help="Tokens per prompt and run."),
+    repeats: int = typer.Option(3, "--repeats", help="Timed rounds (medians reported)."),
+    ctx: int | None = typer.Option(None, "--ctx", help="Context size in tokens."),
+    activations: str = typer.Option("q8", "--activations", help="q8 (default) or f32."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write one record per n here."),
+    plot_path: Path | None = typer.Option(
+        None, "--plot", help="Write a PNG of tok/s and acceptance against n (needs matplotlib)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the oracle's corruptions."),
+) -> None:
+    """Greedy speculative decoding at every n on the same prompts: tok/s, speedup,
+    acceptance, AL, per-position acceptance, step costs."""
+    from mtpdec.sweep import SweepOptions, run_sweep
+
+    run_sweep(
+        model,
+        SweepOptions(
+            draft=draft,
+            draft_ns=draft_n,
+            accept=accept,
+            prompts=prompts,
+            n_predict=n_predict,
+            repeats=repeats,
+            ctx=ctx,
+            activations=activations,
+            json_path=json_path,
+            plot_path=plot_path,
+            seed=seed,
+        ),
+    )
+
+
 @bench_app.command("kernels")
 @user_errors
 def bench_kernels(

@@ -108,7 +108,9 @@ def decode_plain(
     while True:
         fed = prompt.size if prefill else 1
         if stop_at_eog and is_eog(tok):
-            yield Step(prefill, fed, (), (), seconds, STOP_EOG)
+            yield Step(
+                prefill, fed, (), (), seconds, STOP_EOG, verify_s=0.0 if prefill else seconds
+            )
             return
         emitted += 1
         stop = None
@@ -116,7 +118,7 @@ def decode_plain(
             stop = STOP_N_PREDICT
         elif state.length >= state.n_ctx:
             stop = STOP_CTX
-        yield Step(prefill, fed, (tok,), plain, seconds, stop)
+        yield Step(prefill, fed, (tok,), plain, seconds, stop, verify_s=0.0 if prefill else seconds)
         if stop is not None:
             return
         t0 = time.perf_counter()

@@ -5,7 +5,8 @@
     E(n) = 1 + sum_{i<=n} prod_{j<=i} a_j,   T(n) = cost(n + 1) + n * draft_s,
 
 from the running conditional acceptance a_i of draft i (given draft i - 1 was
-accepted; Beta(1, 1) prior, old steps fading by ``decay`` per step), the cost curve of a
+accepted; each position's prior is the previous one's estimate, old steps fading by
+``decay`` per step), the cost curve of a
 k-token forward measured at start-up (``mtpdec.draft.costs``) and the measured drafting
 time per token. n = 0 (plain decoding) is a candidate; while it wins, one step in
 ``probe_every`` still drafts one token so that the estimates can recover.
@@ -18,6 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from mtpdec.errors import MtpdecError
+
+
+PRIOR = 2.0  # pseudo-counts of a position's prior (see ``AdaptiveN.rates``)
 
 
 class FixedN:
@@ -56,8 +60,15 @@ class AdaptiveN:
         self._plain_run = 0
 
     def rates(self) -> np.ndarray:
-        """Conditional acceptance a_i of each position (posterior means)."""
-        return (self.hits + 1.0) / (self.tries + 2.0)
+        """Conditional acceptance a_i of each position: a posterior mean whose prior is
+        the previous position's estimate (weight ``PRIOR``; Beta(1, 1) for the first), so
+        that positions not tried yet start where the last tried one stands."""
+        out = np.empty(self.max_n)
+        prior = 0.5
+        for i in range(self.max_n):
+            prior = (self.hits[i] + PRIOR * prior) / (self.tries[i] + PRIOR)
+            out[i] = prior
+        return out
 
     def expected_rate(self) -> np.ndarray:
         """Expected tokens per second for n = 0..max_n."""
