@@ -20,7 +20,6 @@ import numpy as np
 
 from mtpdec.errors import MtpdecError
 
-
 PRIOR = 2.0  # pseudo-counts of a position's prior (see ``AdaptiveN.rates``)
 
 
