@@ -5,8 +5,8 @@
     E(n) = 1 + sum_{i<=n} prod_{j<=i} a_j,   T(n) = cost(n + 1) + n * draft_s,
 
 from the running conditional acceptance a_i of draft i (given draft i - 1 was
-accepted; each position's prior is the previous one's estimate, old steps fading by
-``decay`` per step), the cost curve of a
+accepted; each position's prior is the previous one's estimate, old observations fading
+by ``decay`` per drafting step), the cost curve of a
 k-token forward measured at start-up (``mtpdec.draft.costs``) and the measured drafting
 time per token. n = 0 (plain decoding) is a candidate; while it wins, one step in
 ``probe_every`` still drafts one token so that the estimates can recover.
@@ -90,12 +90,13 @@ class AdaptiveN:
     def update(self, proposed: int, accepted: int, draft_s: float) -> None:
         """One verify: ``proposed`` drafts, the first ``accepted`` kept, drafting took
         draft_s seconds."""
+        if not proposed:  # nothing learnt: the evidence does not age
+            return
         self.hits *= self.decay
         self.tries *= self.decay
         reached = min(proposed, accepted + 1)
         self.tries[:reached] += 1.0
         self.hits[:accepted] += 1.0
-        if proposed:
-            self._drafts += proposed
-            per = draft_s / proposed
-            self.draft_s += (per - self.draft_s) * min(1.0, proposed / max(self._drafts, 1))
+        self._drafts += proposed
+        per = draft_s / proposed
+        self.draft_s += (per - self.draft_s) * min(1.0, proposed / self._drafts)

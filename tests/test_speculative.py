@@ -1,0 +1,191 @@
+"""Speculative decoding against plain decoding: greedy output token for token, for every
+drafter, n = 1..8 and auto, both activation modes, qwen35 synth files (H_k = H_v and
+H_k < H_v) and Gemma-3-270M (lookup, oracle); rollback after junk drafts bitwise; the
+MTP drafter's cache rebuild."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtpdec.decode import decode_plain
+from mtpdec.draft import make_drafter
+from mtpdec.draft.adaptive import AdaptiveN, FixedN
+from mtpdec.draft.setup import AUTO_MAX_N
+from mtpdec.models import load_model
+from mtpdec.sampling import Sampler
+from mtpdec.speculative import decode_speculative
+from mtpdec.state import KVCache, RecurrentState
+from mtpdec.synth import SynthOverrides, write_synth
+
+N_PREDICT = 64
+NS = [*range(1, 9), None]  # None: auto
+
+
+def _synth(tmp_path_factory, name: str, **overrides) -> Path:
+    out = tmp_path_factory.mktemp("spec") / f"{name}.gguf"
+    write_synth(out, "qwen35-tiny", seed=3, overrides=SynthOverrides(**overrides), force=False,
+                report=lambda _: None)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_of(request, tmp_path_factory):
+    paths = {
+        "qwen_tiny": lambda: _synth(tmp_path_factory, "tiny"),
+        "qwen_hk_lt_hv": lambda: _synth(
+            tmp_path_factory, "hk_lt_hv", ssm_groups=2, ssm_heads=4, layers=4
+        ),
+        "gemma": lambda: request.getfixturevalue("gemma_path"),
+    }
+    loaded: dict = {}
+
+    def get(name: str, activations: str):
+        if (name, activations) not in loaded:
+            loaded[name, activations] = load_model(paths[name](), activations=activations)
+        return loaded[name, activations]
+
+    return get
+
+
+def _prompt(model, seed: int = 0) -> list[int]:
+    """Random ids with a repeated stretch (so that lookup finds matches)."""
+    ids = np.random.default_rng(seed).integers(0, model.n_vocab, 12).tolist()
+    return ids + ids[:8] + ids
+
+
+def _plain(model, prompt: list[int], n_predict: int = N_PREDICT) -> list[int]:
+    steps = decode_plain(model, prompt, n_predict, Sampler(), model.new_state(256), False)
+    return [t for s in steps for t in s.tokens]
+
+
+def _policy(n: int | None):
+    if n is None:  # a made-up cost curve: the policy's choices, not its speed, matter here
+        return AdaptiveN([1.0 + 0.1 * k for k in range(AUTO_MAX_N + 1)], AUTO_MAX_N)
+    return FixedN(n)
+
+
+def _speculative(model, prompt, drafter_name, n, reference=None, accept=1.0, n_predict=N_PREDICT):
+    policy = _policy(n)
+    state = model.new_state(256, snapshot_slots=policy.max_n)
+    drafter = make_drafter(drafter_name, model, state, None, reference, accept, seed=5)
+    steps = list(decode_speculative(model, prompt, n_predict, Sampler(), state, drafter, policy,
+                                    stop_at_eog=False))  # fmt: skip
+    return [t for s in steps for t in s.tokens], steps
+
+
+CASES = [("lookup", 1.0), ("mtp", 1.0), ("mtp+lookup", 1.0), ("oracle", 0.0),
+         ("oracle", 0.5), ("oracle", 1.0)]  # fmt: skip
+
+
+@pytest.mark.parametrize("activations", ["q8", "f32"])
+@pytest.mark.parametrize("name", ["qwen_tiny", "qwen_hk_lt_hv"])
+def test_greedy_speculative_equals_plain_qwen35(model_of, name, activations):
+    model = model_of(name, activations)
+    prompt = _prompt(model)
+    plain = _plain(model, prompt)
+    reference = np.array(prompt + plain, dtype=np.int32)
+    for drafter, accept in CASES:
+        for n in NS:
+            out, steps = _speculative(model, prompt, drafter, n, reference, accept)
+            assert out == plain, (drafter, accept, n)
+            if drafter == "oracle" and accept == 1.0 and n is not None:
+                assert all(s.accepted == s.drafted for s in steps)  # every draft right
+            if drafter == "oracle" and accept == 0.0:
+                assert sum(s.accepted for s in steps) == 0
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("activations", ["q8", "f32"])
+def test_greedy_speculative_equals_plain_gemma(model_of, activations):
+    model = model_of("gemma", activations)
+    prompt = model.tokenizer.encode(
+        "Copy this list exactly: apples, pears, plums, figs, apples, pears, plums, figs."
+    )
+    plain = _plain(model, prompt)
+    reference = np.array(prompt + plain, dtype=np.int32)
+    # every n in q8 (the default); f32, 4x slower per token here, at four of them
+    ns = NS if activations == "q8" else [1, 3, 8, None]
+    for drafter, accept in [("lookup", 1.0), ("oracle", 0.5)]:
+        for n in ns:
+            out, _ = _speculative(model, prompt, drafter, n, reference, accept)
+            assert out == plain, (drafter, accept, n)
+    for accept in (0.0, 1.0):
+        for n in (1, 8):
+            assert _speculative(model, prompt, "oracle", n, reference, accept)[0] == plain
+
+
+def _mtp_entries(state) -> tuple[np.ndarray, np.ndarray]:
+    return state.mtp.k[:, : state.mtp_length].copy(), state.mtp.v[:, : state.mtp_length].copy()
+
+
+@pytest.mark.parametrize("keep", [0, 1, 2, 3])
+def test_rollback_after_junk_drafts_restores_every_part(model_of, keep):
+    """Verify t0 and 3 junk drafts, keep ``keep`` of them: the next logits, GDN and conv
+    states, attention KV and the MTP cache (rebuilt by the drafter) are bitwise those of
+    a state that only ever saw the kept tokens."""
+    model = model_of("qwen_tiny", "q8")
+    prompt = np.array(_prompt(model, seed=1)[:9], dtype=np.int32)
+    junk = np.random.default_rng(7).integers(0, model.n_vocab, 4).astype(np.int32)
+    after = np.int32(11)  # the token fed after the rollback
+
+    def run(fed: np.ndarray, rollback: bool):
+        state = model.new_state(64, snapshot_slots=3)
+        drafter = make_drafter("mtp", model, state)
+        hn = model.hidden(prompt, 0, state, prefill=True)
+        drafter.propose(np.append(prompt, fed[0]), 3, hn)  # chains junk into the MTP cache
+        hn = model.hidden(fed, len(prompt), state, snapshots=True)
+        if rollback:
+            state.rollback(len(prompt) + 1 + keep)
+        hn = hn[: keep + 1]
+        context = np.concatenate([prompt, fed[: keep + 1], [after]]).astype(np.int32)
+        draft = drafter.propose(context, 2, hn)
+        logits = model.forward(np.array([after]), state.length, state)
+        return state, draft, logits
+
+    got = run(junk, True)
+    ref = run(junk[: keep + 1], False)
+    assert np.array_equal(got[2].view(np.uint32), ref[2].view(np.uint32))
+    assert np.array_equal(got[1].tokens, ref[1].tokens)
+    for a, b in zip(got[0].layers, ref[0].layers):
+        if isinstance(a, RecurrentState):
+            assert np.array_equal(a.s.view(np.uint32), b.s.view(np.uint32))
+            assert np.array_equal(a.conv.view(np.uint32), b.conv.view(np.uint32))
+        else:
+            assert isinstance(a, KVCache)
+            n = got[0].length
+            assert np.array_equal(a.k[:, :n], b.k[:, :n]) and np.array_equal(a.v[:, :n], b.v[:, :n])
+    assert got[0].mtp_length == ref[0].mtp_length
+    for x, y in zip(_mtp_entries(got[0]), _mtp_entries(ref[0])):
+        assert np.array_equal(x.view(np.uint32), y.view(np.uint32))
+
+
+def test_a_step_without_drafts_writes_no_snapshot(model_of):
+    """n = 0 through the speculative loop is plain decoding: no snapshot is written."""
+    model = model_of("qwen_tiny", "q8")
+    prompt = _prompt(model)
+    state = model.new_state(256, snapshot_slots=4)
+    drafter = make_drafter("lookup", model, state)
+    steps = list(decode_speculative(model, prompt, 16, Sampler(), state, drafter, FixedN(0)))
+    assert all(s.drafted == 0 and len(s.tokens) == 1 for s in steps)
+    assert all(layer.taken == 0 for layer in state.layers if isinstance(layer, RecurrentState))
+    assert [t for s in steps for t in s.tokens] == _plain(model, prompt, 16)
+
+
+def test_speculative_stops_like_plain(model_of):
+    """n_predict and the context limit end a speculative run where they end a plain one."""
+    model = model_of("qwen_tiny", "q8")
+    prompt = _prompt(model)
+    plain = _plain(model, prompt, 40)
+    reference = np.array(prompt + plain, dtype=np.int32)
+    for n_predict in (1, 2, 5, 17):
+        out, steps = _speculative(model, prompt, "oracle", 4, reference, 1.0, n_predict)
+        assert out == plain[:n_predict] and steps[-1].stop == "n_predict"
+    policy = FixedN(8)
+    state = model.new_state(len(prompt) + 10, snapshot_slots=8)
+    drafter = make_drafter("oracle", model, state, reference=reference)
+    steps = list(decode_speculative(model, prompt, 100, Sampler(), state, drafter, policy, False))
+    out = [t for s in steps for t in s.tokens]
+    assert out == plain[: len(out)] and steps[-1].stop == "ctx" and state.length <= state.n_ctx
