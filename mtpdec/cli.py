@@ -114,6 +114,12 @@ def generate(
     accept: float = typer.Option(
         0.9, "--accept", help="The oracle drafter's acceptance per position (0..1)."
     ),
+    draft_vocab: int | None = typer.Option(
+        None,
+        "--draft-vocab",
+        help="MTP drafts score only token ids below N (the most frequent in BPE "
+        "vocabularies): a cheaper draft head; the verify stays exact (default: all).",
+    ),
 ) -> None:
     """Generate text from a prompt: stream it to stdout, timings to stderr."""
     from mtpdec.generate import GenerateOptions, run_generate
@@ -131,6 +137,7 @@ def generate(
         draft=draft,
         draft_n=draft_n,
         accept=accept,
+        draft_vocab=draft_vocab,
     )
     run_generate(model, prompt, prompt_file, opts)
 
@@ -199,6 +206,12 @@ def sweep(
         None, "--plot", help="Write a PNG of tok/s and acceptance against n (needs matplotlib)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the oracle's corruptions."),
+    draft_vocab: int | None = typer.Option(
+        None,
+        "--draft-vocab",
+        help="MTP drafts score only token ids below N (the most frequent in BPE "
+        "vocabularies): a cheaper draft head; the verify stays exact (default: all).",
+    ),
 ) -> None:
     """Greedy speculative decoding at every n on the same prompts: tok/s, speedup,
     acceptance, AL, per-position acceptance, step costs."""
@@ -218,6 +231,7 @@ def sweep(
             json_path=json_path,
             plot_path=plot_path,
             seed=seed,
+            draft_vocab=draft_vocab,
         ),
     )
 

@@ -94,6 +94,7 @@ class GenerateOptions:
     draft: str | None = None  # None: mtp when the model has an MTP head, else none
     draft_n: str = "auto"
     accept: float = 0.9  # the oracle drafter's acceptance
+    draft_vocab: int | None = None  # MTP drafts score token ids below this only
 
     def check(self) -> None:
         from mtpdec.cpu.matvec import ACTIVATION_MODES
@@ -111,6 +112,8 @@ class GenerateOptions:
             raise MtpdecError(f"--draft must be one of {', '.join(DRAFTERS)}, got {self.draft!r}")
         if not 0.0 <= self.accept <= 1.0:
             raise MtpdecError(f"--accept must be in [0, 1], got {self.accept}")
+        if self.draft_vocab is not None and self.draft_vocab < 1:
+            raise MtpdecError(f"--draft-vocab must be >= 1, got {self.draft_vocab}")
         if self.ctx is not None and self.ctx < 1:
             raise MtpdecError(f"--ctx must be >= 1, got {self.ctx}")
 
@@ -172,6 +175,7 @@ def run_generate(
             reference,
             opts.accept,
             sampler.seed,
+            draft_vocab=opts.draft_vocab,
         )
     except MemoryError:
         raise MtpdecError(

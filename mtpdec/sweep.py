@@ -88,6 +88,7 @@ class SweepOptions:
     json_path: Path | None = None
     plot_path: Path | None = None
     seed: int = 0
+    draft_vocab: int | None = None
 
 
 def run_sweep(model_path: Path, opts: SweepOptions) -> None:
@@ -117,6 +118,8 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
         raise MtpdecError(f"--activations must be q8 or f32, got {opts.activations!r}")
     if not 0.0 <= opts.accept <= 1.0:
         raise MtpdecError(f"--accept must be in [0, 1], got {opts.accept}")
+    if opts.draft_vocab is not None and opts.draft_vocab < 1:
+        raise MtpdecError(f"--draft-vocab must be >= 1, got {opts.draft_vocab}")
     if opts.plot_path is not None:
         _check_matplotlib()
 
@@ -159,6 +162,7 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
             opts.accept,
             opts.seed + p,
             stop_at_eog=False,
+            draft_vocab=opts.draft_vocab,
         )
         out = []
         for step in steps:
@@ -215,6 +219,7 @@ def _records(cells: dict[str, Cell], model: Any, draft: str, opts: SweepOptions)
                 "draft_n": key,
                 "drafter": draft,
                 "accept_setting": opts.accept if draft == "oracle" else None,
+                "draft_vocab": opts.draft_vocab,
                 "decode_tok_s": rate,
                 "decode_tok_s_rounds": [t.decode_tok_s for t in cell.rounds],
                 "speedup": speedup,

@@ -189,3 +189,16 @@ def test_speculative_stops_like_plain(model_of):
     steps = list(decode_speculative(model, prompt, 100, Sampler(), state, drafter, policy, False))
     out = [t for s in steps for t in s.tokens]
     assert out == plain[: len(out)] and steps[-1].stop == "ctx" and state.length <= state.n_ctx
+
+
+def test_reduced_draft_vocabulary(model_of):
+    """--draft-vocab: MTP drafts come from the first ids only; the output is unchanged."""
+    model = model_of("qwen_tiny", "q8")
+    prompt = _prompt(model)
+    state = model.new_state(256, snapshot_slots=3)
+    drafter = make_drafter("mtp", model, state, draft_vocab=100)
+    steps = list(decode_speculative(model, prompt, 32, Sampler(), state, drafter, FixedN(3), False))
+    assert [t for s in steps for t in s.tokens] == _plain(model, prompt, 32)
+    probe = make_drafter("mtp", model, model.new_state(64), draft_vocab=100)
+    hn = model.hidden(np.array(prompt, dtype=np.int32), 0, probe.state, prefill=True)
+    assert np.all(probe.propose(np.array(prompt + [1], dtype=np.int32), 4, hn).tokens < 100)

@@ -26,19 +26,23 @@ def make_drafter(
     reference: np.ndarray | None = None,
     accept: float = 1.0,
     seed: int = 0,
+    draft_vocab: int | None = None,
 ) -> Drafter:
     """The drafter ``name`` (one of DRAFTERS but "none") for decoding ``model`` on
     ``state``. sampler: the target's, when sampling (MTP then samples its drafts with
-    its own seeded generator); reference / accept / seed: the oracle's."""
+    its own seeded generator); reference / accept / seed: the oracle's; draft_vocab: the
+    MTP head scores token ids below it only."""
     draft_sampler = None
     if sampler is not None and not sampler.greedy:
         draft_sampler = Sampler(sampler.temp, sampler.top_k, sampler.top_p, seed)
     if name == "lookup":
         return LookupDrafter()
     if name == "mtp":
-        return MtpDrafter(model, state, draft_sampler)
+        return MtpDrafter(model, state, draft_sampler, draft_vocab)
     if name == "mtp+lookup":
-        return MtpLookupDrafter(MtpDrafter(model, state, draft_sampler), LookupDrafter())
+        return MtpLookupDrafter(
+            MtpDrafter(model, state, draft_sampler, draft_vocab), LookupDrafter()
+        )
     if name == "oracle":
         if reference is None:
             raise MtpdecError("the oracle drafter needs a reference continuation")

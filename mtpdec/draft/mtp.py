@@ -23,17 +23,23 @@ class MtpDrafter:
 
     sampler: None or greedy: each draft is the head's argmax (q = None); else drafts are
     sampled from ``sampler.probs`` of the head's logits, which the Draft carries as q.
+    vocab: score only token ids 0..vocab-1 (``--draft-vocab``; None: all). Drafts are
+    then never other ids; the verify stays exact either way.
     """
 
     name = "mtp"
     needs_hidden = True
 
-    def __init__(self, model, state, sampler: Sampler | None = None) -> None:
+    def __init__(
+        self, model, state, sampler: Sampler | None = None, vocab: int | None = None
+    ) -> None:
         if getattr(model, "mtp", None) is None:
             raise MtpdecError(
                 f"{model.file.path}: the model has no MTP head; use --draft lookup or none"
             )
-        self.model, self.state = model, state
+        self.model, self.state, self.vocab = model, state, vocab
+        if vocab is not None:
+            model.mtp_head(vocab)  # build (and check) the reduced head now
         self.sampler = None if sampler is None or sampler.greedy else sampler
         self.valid = 0  # head cache entries 0..valid-1 pair tokens with the trunk's hn
         self.pending: list[np.ndarray] = []  # trunk hn rows from position valid - 1 on
@@ -60,14 +66,16 @@ class MtpDrafter:
             got = 0 if rows is None else len(rows)
             raise MtpdecError(f"MTP drafter: {end - start} hidden rows expected, got {got}")
         logits, hm = self.model.mtp_forward(
-            context[start:end], rows, start, self.state, last_only=True
+            context[start:end], rows, start, self.state, last_only=True, vocab=self.vocab
         )
         self.valid, self.pending = end, []
         tokens, qs = [], []
         for i in range(n):
             if i:
                 tok = np.array([tokens[-1]], dtype=np.int32)
-                logits, hm = self.model.mtp_forward(tok, hm, end + i - 1, self.state)
+                logits, hm = self.model.mtp_forward(
+                    tok, hm, end + i - 1, self.state, vocab=self.vocab
+                )
             token, q = self._pick(logits[-1])
             tokens.append(token)
             qs.append(q)

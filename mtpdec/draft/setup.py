@@ -73,6 +73,7 @@ def decode_steps(
     accept: float = 1.0,
     seed: int = 0,
     stop_at_eog: bool = True,
+    draft_vocab: int | None = None,
 ) -> Iterator[Step]:
     """Plain decoding for draft "none" (or at most 0 drafts), else speculative decoding
     with the named drafter on a fresh state with enough snapshot slots."""
@@ -83,7 +84,7 @@ def decode_steps(
             model, prompt_ids, n_predict, sampler, model.new_state(n_ctx), stop_at_eog
         )
     state = model.new_state(n_ctx, snapshot_slots=policy.max_n)
-    drafter = make_drafter(draft, model, state, sampler, reference, accept, seed)
+    drafter = make_drafter(draft, model, state, sampler, reference, accept, seed, draft_vocab)
     return decode_speculative(
         model, prompt_ids, n_predict, sampler, state, drafter, policy, stop_at_eog
     )

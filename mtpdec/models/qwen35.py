@@ -34,6 +34,7 @@ from mtpdec.models.layers import (
     vector,
 )
 from mtpdec.state import KVCache, ModelState, RecurrentState
+from mtpdec.tensor import Tensor
 
 F32 = np.float32
 
@@ -132,6 +133,7 @@ class Qwen35Model(ModelBase):
                 raise MtpdecError(f"{f.path}: unexpected qwen35 trunk layer kind {kind!r}")
             self.blocks.append(Block(f, p, mixer, self.numerics))
         self.mtp = MtpHead(f, cfg, self.numerics, self.head) if cfg.n_mtp else None
+        self._mtp_heads: dict[int, Linear] = {}  # reduced draft heads by vocabulary size
         self._fit_dense_budget()
 
     def linears(self) -> list[Linear]:
@@ -204,6 +206,7 @@ class Qwen35Model(ModelBase):
         start_pos: int,
         state: ModelState,
         last_only: bool = False,
+        vocab: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Draft logits from the MTP head, and its own output hidden for chaining.
 
@@ -215,7 +218,9 @@ class Qwen35Model(ModelBase):
         those positions; entries from start_pos+k on are dropped. start_pos may rewind
         (rebuild after acceptance) but not skip: start_pos <= state.mtp_length.
         Returns (logits float32 (k, n_vocab), hm float32 (k, n_embd)); with ``last_only``
-        the last row of each (a draft after rebuilding the cache entries before it).
+        the last row of each (a draft after rebuilding the cache entries before it);
+        with ``vocab`` the logits of token ids 0..vocab-1 only (a drafter's reduced head:
+        ``mtp_head(vocab)``).
         """
         mtp = self.mtp
         if mtp is None or state.mtp is None:
@@ -238,4 +243,20 @@ class Qwen35Model(ModelBase):
         x = mtp.block(x, pos, state.mtp, eps)
         state.mtp_length = start_pos + n
         hm = rmsnorm(x[-1:] if last_only else x, mtp.head_norm, eps)
-        return mtp.head(hm), hm
+        return self.mtp_head(vocab)(hm), hm
+
+    def mtp_head(self, vocab: int | None = None) -> Linear:
+        """The MTP head's output matrix, or its first ``vocab`` rows (token ids
+        0..vocab-1: in BPE vocabularies the earliest merges, the most frequent tokens),
+        built once per size."""
+        assert self.mtp is not None
+        if vocab is None or vocab >= self.n_vocab:
+            return self.mtp.head
+        if vocab < 1:
+            raise MtpdecError(f"--draft-vocab must be >= 1, got {vocab}")
+        heads = self._mtp_heads
+        if vocab not in heads:
+            w = self.mtp.head.w
+            part = Tensor(f"{w.name}[:{vocab}]", w.ggml_type, (vocab, w.cols), w.raw[:vocab])
+            heads[vocab] = Linear(part, self.numerics.kernels_only())
+        return heads[vocab]
