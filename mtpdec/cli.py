@@ -23,6 +23,18 @@ app.add_typer(bench_app, name="bench")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# options that generate and sweep share
+ACCEPT_OPTION = typer.Option(
+    0.9, "--accept", help="The oracle drafter's acceptance per position (0..1)."
+)
+DRAFT_VOCAB_OPTION = typer.Option(
+    None,
+    "--draft-vocab",
+    help="MTP drafts score only token ids below N (the most frequent in BPE vocabularies): "
+    "a cheaper draft head; the verify stays exact (default: all).",
+)
+
+
 def user_errors(func: F) -> F:
     """Turn an MtpdecError into one line on stderr and exit code 2."""
 
@@ -111,15 +123,8 @@ def generate(
     draft_n: str = typer.Option(
         "auto", "--draft-n", help="Drafts per step: 0..16, or auto (picked each step)."
     ),
-    accept: float = typer.Option(
-        0.9, "--accept", help="The oracle drafter's acceptance per position (0..1)."
-    ),
-    draft_vocab: int | None = typer.Option(
-        None,
-        "--draft-vocab",
-        help="MTP drafts score only token ids below N (the most frequent in BPE "
-        "vocabularies): a cheaper draft head; the verify stays exact (default: all).",
-    ),
+    accept: float = ACCEPT_OPTION,
+    draft_vocab: int | None = DRAFT_VOCAB_OPTION,
 ) -> None:
     """Generate text from a prompt: stream it to stdout, timings to stderr."""
     from mtpdec.generate import GenerateOptions, run_generate
@@ -191,9 +196,7 @@ def sweep(
         help="Drafter: mtp, lookup, mtp+lookup or oracle (default: mtp when the model has "
         "an MTP head).",
     ),
-    accept: float = typer.Option(
-        0.9, "--accept", help="The oracle drafter's acceptance per position (0..1)."
-    ),
+    accept: float = ACCEPT_OPTION,
     prompts: Path | None = typer.Option(
         None, "--prompts", help="Prompts file, one per line (default: three built-in prompts)."
     ),
@@ -206,12 +209,7 @@ def sweep(
         None, "--plot", help="Write a PNG of tok/s and acceptance against n (needs matplotlib)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the oracle's corruptions."),
-    draft_vocab: int | None = typer.Option(
-        None,
-        "--draft-vocab",
-        help="MTP drafts score only token ids below N (the most frequent in BPE "
-        "vocabularies): a cheaper draft head; the verify stays exact (default: all).",
-    ),
+    draft_vocab: int | None = DRAFT_VOCAB_OPTION,
 ) -> None:
     """Greedy speculative decoding at every n on the same prompts: tok/s, speedup,
     acceptance, AL, per-position acceptance, step costs."""

@@ -4,8 +4,6 @@ contracts and bad input. Parity with llama.cpp is test_parity.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,49 +11,13 @@ from mtpdec.errors import MtpdecError
 from mtpdec.models import load_model
 from mtpdec.models.layers import DENSE_MIN_ROWS
 from mtpdec.state import RecurrentState
-from mtpdec.synth import SynthOverrides, write_synth
+from tests.conftest import synth_file
 from tests.ggufs import gemma3_tiny, write_gguf
 
 N_TOKENS = 12
 
 
-def _synth(tmp_path_factory, name: str, **overrides) -> Path:
-    out = tmp_path_factory.mktemp("models") / f"{name}.gguf"
-    write_synth(
-        out,
-        "qwen35-tiny",
-        seed=1,
-        overrides=SynthOverrides(**overrides),
-        force=False,
-        report=lambda _: None,
-    )
-    return out
-
-
 MODES = ["q8", "f32"]
-
-
-@pytest.fixture(scope="module")
-def model_of(request, tmp_path_factory):
-    """``model_of(name, activations="q8")``: the named test model, loaded once per mode."""
-    paths = {
-        "qwen_tiny": lambda: _synth(tmp_path_factory, "tiny"),
-        "qwen_hk_lt_hv": lambda: _synth(
-            tmp_path_factory, "hk_lt_hv", ssm_groups=2, ssm_heads=4, layers=4
-        ),
-        "gemma": lambda: request.getfixturevalue("gemma_path"),
-    }
-    found: dict[str, Path] = {}
-    loaded: dict[tuple[str, str], object] = {}
-
-    def get(name: str, activations: str = "q8"):
-        if (name, activations) not in loaded:
-            if name not in found:
-                found[name] = paths[name]()
-            loaded[name, activations] = load_model(found[name], activations=activations)
-        return loaded[name, activations]
-
-    return get
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +180,7 @@ def test_unknown_architecture_is_one_line_error(tmp_path):
 
 
 def test_model_without_mtp_head(tmp_path_factory):
-    model = load_model(_synth(tmp_path_factory, "no_mtp", mtp=False))
+    model = load_model(synth_file(tmp_path_factory, "no_mtp", mtp=False))
     state = model.new_state(8)
     assert model.mtp is None and state.mtp is None
     with pytest.raises(MtpdecError, match="no MTP head"):
@@ -265,7 +227,7 @@ def test_long_prompts_run_in_chunks(request, name, monkeypatch):
 
 
 def test_dense_prefill_needs_room_for_every_matrix(tmp_path_factory):
-    path = _synth(tmp_path_factory, "budget")
+    path = synth_file(tmp_path_factory, "budget")
     need = sum(lin.dense_nbytes for lin in load_model(path).linears())
     for budget, dense in ((need - 1, False), (need, True)):
         model = load_model(path, dense_budget_bytes=budget)

@@ -5,8 +5,6 @@ MTP drafter's cache rebuild."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,40 +12,12 @@ from mtpdec.decode import decode_plain
 from mtpdec.draft import make_drafter
 from mtpdec.draft.adaptive import AdaptiveN, FixedN
 from mtpdec.draft.setup import AUTO_MAX_N
-from mtpdec.models import load_model
 from mtpdec.sampling import Sampler
 from mtpdec.speculative import decode_speculative
 from mtpdec.state import KVCache, RecurrentState
-from mtpdec.synth import SynthOverrides, write_synth
 
 N_PREDICT = 64
 NS = [*range(1, 9), None]  # None: auto
-
-
-def _synth(tmp_path_factory, name: str, **overrides) -> Path:
-    out = tmp_path_factory.mktemp("spec") / f"{name}.gguf"
-    write_synth(out, "qwen35-tiny", seed=3, overrides=SynthOverrides(**overrides), force=False,
-                report=lambda _: None)  # fmt: skip
-    return out
-
-
-@pytest.fixture(scope="module")
-def model_of(request, tmp_path_factory):
-    paths = {
-        "qwen_tiny": lambda: _synth(tmp_path_factory, "tiny"),
-        "qwen_hk_lt_hv": lambda: _synth(
-            tmp_path_factory, "hk_lt_hv", ssm_groups=2, ssm_heads=4, layers=4
-        ),
-        "gemma": lambda: request.getfixturevalue("gemma_path"),
-    }
-    loaded: dict = {}
-
-    def get(name: str, activations: str):
-        if (name, activations) not in loaded:
-            loaded[name, activations] = load_model(paths[name](), activations=activations)
-        return loaded[name, activations]
-
-    return get
 
 
 def _prompt(model, seed: int = 0) -> list[int]:
