@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -23,15 +23,19 @@ from mtpdec.decode import STOP_CTX, STOP_EOG, STOP_N_PREDICT, Step, check_start
 from mtpdec.draft.base import Draft, Drafter
 from mtpdec.sampling import Sampler
 
+if TYPE_CHECKING:
+    from mtpdec.draft.adaptive import AdaptiveN, FixedN
+    from mtpdec.models.base import Model, MtpModel, StateLike
+
 
 def decode_speculative(
-    model: Any,
+    model: Model,
     prompt_ids: Sequence[int],
     n_predict: int,
     sampler: Sampler,
-    state: Any,
+    state: StateLike,
     drafter: Drafter,
-    policy: Any,
+    policy: FixedN | AdaptiveN,
     stop_at_eog: bool = True,
 ) -> Iterator[Step]:
     """Speculative decoding; the arguments of ``decode_plain``, and:
@@ -40,6 +44,9 @@ def decode_speculative(
     drafter: proposes drafts (``mtpdec.draft``).
     policy:  ``choose() -> n`` drafts for the next step and ``update(proposed,
              accepted, draft_s)`` after it (``FixedN`` / ``AdaptiveN``).
+
+    A drafter with ``needs_hidden`` needs a model with ``hidden`` and ``logits``
+    (``mtpdec.models.base.MtpModel``).
 
     Yields the prefill step, then one step per verify forward, each with its drafts
     and timings (``Step.drafted`` / ``accepted`` / ``draft_s`` / ``verify_s`` /
@@ -51,13 +58,14 @@ def decode_speculative(
     context[: prompt.size] = prompt
     size = prompt.size
     wants_hidden = drafter.needs_hidden
+    trunk = cast("MtpModel", model)  # hidden/logits: only used when wants_hidden
     pending: list[np.ndarray] = []  # trunk hidden rows the drafter has not seen
 
     t_start = time.perf_counter()
     if wants_hidden:
-        hn = model.hidden(prompt, 0, state, prefill=True)
+        hn = trunk.hidden(prompt, 0, state, prefill=True)
         pending.append(hn)
-        logits = model.logits(hn[-1:])
+        logits = trunk.logits(hn[-1:])
     else:
         logits = model.forward(prompt, 0, state, last_only=True, prefill=True)
     if n_predict == 0:
@@ -89,8 +97,8 @@ def decode_speculative(
         fed = np.concatenate([[tok], drafts]).astype(np.int32)
         start = state.length
         if wants_hidden:
-            hn = model.hidden(fed, start, state, snapshots=len(drafts) > 0)
-            logits = model.logits(hn)
+            hn = trunk.hidden(fed, start, state, snapshots=len(drafts) > 0)
+            logits = trunk.logits(hn)
         else:
             logits = model.forward(fed, start, state, snapshots=len(drafts) > 0)
         if sampler.greedy:

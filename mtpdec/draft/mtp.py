@@ -11,11 +11,17 @@ first draft), and drops the rest.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from mtpdec.draft.base import Draft
 from mtpdec.errors import MtpdecError
 from mtpdec.sampling import Sampler
+
+if TYPE_CHECKING:
+    from mtpdec.draft.lookup import LookupDrafter
+    from mtpdec.models.base import MtpModel, StateLike
 
 
 class MtpDrafter:
@@ -31,9 +37,13 @@ class MtpDrafter:
     needs_hidden = True
 
     def __init__(
-        self, model, state, sampler: Sampler | None = None, vocab: int | None = None
+        self,
+        model: MtpModel,
+        state: StateLike,
+        sampler: Sampler | None = None,
+        vocab: int | None = None,
     ) -> None:
-        if getattr(model, "mtp", None) is None:
+        if model.mtp is None:
             raise MtpdecError(
                 f"{model.file.path}: the model has no MTP head; use --draft lookup or none"
             )
@@ -90,7 +100,7 @@ class MtpLookupDrafter:
     name = "mtp+lookup"
     needs_hidden = True
 
-    def __init__(self, mtp: MtpDrafter, lookup, min_match: int = 2) -> None:
+    def __init__(self, mtp: MtpDrafter, lookup: LookupDrafter, min_match: int = 2) -> None:
         self.mtp, self.lookup, self.min_match = mtp, lookup, min_match
 
     def propose(self, context: np.ndarray, n: int, hidden: np.ndarray | None) -> Draft:

@@ -24,10 +24,16 @@ if TYPE_CHECKING:
 
 
 class StateLike(Protocol):
-    """Per-sequence state (KV caches, recurrent state) for positions ``0..length-1``."""
+    """Per-sequence state (KV caches, recurrent state) for positions ``0..length-1``.
+
+    rollback(length): keep the first ``length`` positions, within the latest forward
+    (which must have written snapshots when the model has recurrent layers).
+    """
 
     n_ctx: int
     length: int
+
+    def rollback(self, length: int) -> None: ...
 
 
 class Model(Protocol):
@@ -69,6 +75,42 @@ class Model(Protocol):
         prefill: bool = False,
         snapshots: bool = False,
     ) -> np.ndarray: ...
+
+
+class MtpModel(Model, Protocol):
+    """A model with a multi-token-prediction head (qwen35 files that have one; ``mtp`` is
+    None otherwise), as the MTP drafter uses it.
+
+    hidden(tokens, start_pos, state, prefill=False, snapshots=False) -> float32 (k, n_embd)
+      the trunk's final-normed rows; ``logits(hn)`` turns them into ``forward``'s rows.
+    mtp_forward(tokens, hidden, start_pos, state, last_only=False, vocab=None)
+      -> (draft logits, the head's own hidden rows) (``Qwen35Model.mtp_forward``).
+    """
+
+    mtp: Any
+
+    def hidden(
+        self,
+        tokens: np.ndarray,
+        start_pos: int,
+        state: Any,
+        prefill: bool = False,
+        snapshots: bool = False,
+    ) -> np.ndarray: ...
+
+    def logits(self, hn: np.ndarray) -> np.ndarray: ...
+
+    def mtp_forward(
+        self,
+        tokens: np.ndarray,
+        hidden: np.ndarray,
+        start_pos: int,
+        state: Any,
+        last_only: bool = False,
+        vocab: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def mtp_head(self, vocab: int | None = None) -> Linear: ...
 
 
 MODELS: dict[str, Callable[[GGUFFile, int, str], Model]] = {}
