@@ -18,6 +18,9 @@ from mtpdec.state import KVCache, RecurrentState
 
 N_PREDICT = 64
 NS = [*range(1, 9), None]  # None: auto
+# f32 runs fewer n to keep CI under its time limit: every batch width's bit-identity is
+# tested in both modes by test_models.py; here f32 covers the loop at a few widths
+F32_NS = [1, 4, 8, None]
 
 
 def _prompt(model, seed: int = 0) -> list[int]:
@@ -57,8 +60,11 @@ def test_greedy_speculative_equals_plain_qwen35(model_of, name, activations):
     prompt = _prompt(model)
     plain = _plain(model, prompt)
     reference = np.array(prompt + plain, dtype=np.int32)
-    for drafter, accept in CASES:
-        for n in NS:
+    # the H_k < H_v file (its GDN state differs in shape, not in how it rolls back) runs
+    # the drafters that exercise rollback most: MTP (cache rebuild) and the half-right oracle
+    cases = CASES if name == "qwen_tiny" else [("mtp", 1.0), ("oracle", 0.5)]
+    for drafter, accept in cases:
+        for n in NS if activations == "q8" else F32_NS:
             out, steps = _speculative(model, prompt, drafter, n, reference, accept)
             assert out == plain, (drafter, accept, n)
             if drafter == "oracle" and accept == 1.0 and n is not None:
@@ -76,15 +82,15 @@ def test_greedy_speculative_equals_plain_gemma(model_of, activations):
     )
     plain = _plain(model, prompt)
     reference = np.array(prompt + plain, dtype=np.int32)
-    # every n in q8 (the default); f32, 4x slower per token here, at four of them
-    ns = NS if activations == "q8" else [1, 3, 8, None]
-    for drafter, accept in [("lookup", 1.0), ("oracle", 0.5)]:
+    # q8 (the default): lookup at every n, the oracle at a few; f32 (4x slower per token
+    # here) at fewer, for CI's time limit
+    cases = [("lookup", 1.0, NS), ("oracle", 0.5, [2, 5, None]), ("oracle", 0.0, [8])]
+    if activations == "f32":
+        cases = [("lookup", 1.0, [1, 8]), ("oracle", 0.5, [3])]
+    for drafter, accept, ns in cases:
         for n in ns:
             out, _ = _speculative(model, prompt, drafter, n, reference, accept)
             assert out == plain, (drafter, accept, n)
-    for accept in (0.0, 1.0):
-        for n in (1, 8):
-            assert _speculative(model, prompt, "oracle", n, reference, accept)[0] == plain
 
 
 def _mtp_entries(state) -> tuple[np.ndarray, np.ndarray]:
