@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtpdec.draft import DRAFTERS
+from mtpdec.draft import check_draft_name
 from mtpdec.draft.setup import (
     check_drafter,
     decode_steps,
@@ -108,8 +108,8 @@ class GenerateOptions:
             raise MtpdecError(f"-n/--n-predict must be >= 0, got {self.n_predict}")
         check_sampling(self.temp, self.top_k, self.top_p, self.seed)
         parse_draft_n(self.draft_n)
-        if self.draft is not None and self.draft not in DRAFTERS:
-            raise MtpdecError(f"--draft must be one of {', '.join(DRAFTERS)}, got {self.draft!r}")
+        if self.draft is not None:
+            check_draft_name(self.draft)
         if not 0.0 <= self.accept <= 1.0:
             raise MtpdecError(f"--accept must be in [0, 1], got {self.accept}")
         if self.draft_vocab is not None and self.draft_vocab < 1:

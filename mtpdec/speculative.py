@@ -114,7 +114,9 @@ def decode_speculative(
         if wants_hidden:
             pending.append(hn[: accepted + 1])
         t_end = time.perf_counter()
-        policy.update(len(drafts), accepted, t_drafted - t_start)
+        # at T > 0 the policy must not see timings: its choices change which random draws
+        # are made, and a seed has to reproduce the output
+        policy.update(len(drafts), accepted, t_drafted - t_start if sampler.greedy else 0.0)
 
         out: list[int] = []
         stop = None

@@ -8,14 +8,20 @@ import numpy as np
 
 from mtpdec.draft.base import Draft, Drafter
 from mtpdec.draft.lookup import LookupDrafter
-from mtpdec.draft.mtp import MtpDrafter, MtpLookupDrafter
+from mtpdec.draft.mtp import MtpDrafter, MtpLookupDrafter, require_mtp_head
 from mtpdec.draft.oracle import OracleDrafter
 from mtpdec.errors import MtpdecError
 from mtpdec.sampling import Sampler
 
 DRAFTERS = ("mtp", "lookup", "mtp+lookup", "oracle", "none")
 
-__all__ = ["DRAFTERS", "Draft", "Drafter", "make_drafter"]
+__all__ = ["DRAFTERS", "Draft", "Drafter", "check_draft_name", "make_drafter", "require_mtp_head"]
+
+
+def check_draft_name(name: str) -> None:
+    """MtpdecError when ``name`` is not one of DRAFTERS."""
+    if name not in DRAFTERS:
+        raise MtpdecError(f"--draft must be one of {', '.join(DRAFTERS)}, got {name!r}")
 
 
 def make_drafter(
@@ -32,6 +38,7 @@ def make_drafter(
     ``state``. sampler: the target's, when sampling (MTP then samples its drafts with
     its own seeded generator); reference / accept / seed: the oracle's; draft_vocab: the
     MTP head scores token ids below it only."""
+    check_draft_name(name)
     draft_sampler = None
     if sampler is not None and not sampler.greedy:
         draft_sampler = Sampler(sampler.temp, sampler.top_k, sampler.top_p, seed)
@@ -47,4 +54,4 @@ def make_drafter(
         if reference is None:
             raise MtpdecError("the oracle drafter needs a reference continuation")
         return OracleDrafter(reference, model.n_vocab, accept, seed)
-    raise MtpdecError(f"--draft must be one of {', '.join(DRAFTERS)}, got {name!r}")
+    raise MtpdecError("--draft none has no drafter")

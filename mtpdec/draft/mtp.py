@@ -24,6 +24,14 @@ if TYPE_CHECKING:
     from mtpdec.models.base import MtpModel, StateLike
 
 
+def require_mtp_head(model: MtpModel) -> None:
+    """MtpdecError, naming the file, when the model has no MTP head."""
+    if getattr(model, "mtp", None) is None:
+        raise MtpdecError(
+            f"{model.file.path}: the model has no MTP head; use --draft lookup or none"
+        )
+
+
 class MtpDrafter:
     """Drafts from ``model.mtp_forward`` on ``state`` (the decoder's state: its MTP cache).
 
@@ -43,10 +51,7 @@ class MtpDrafter:
         sampler: Sampler | None = None,
         vocab: int | None = None,
     ) -> None:
-        if model.mtp is None:
-            raise MtpdecError(
-                f"{model.file.path}: the model has no MTP head; use --draft lookup or none"
-            )
+        require_mtp_head(model)
         self.model, self.state, self.vocab = model, state, vocab
         if vocab is not None:
             model.mtp_head(vocab)  # build (and check) the reduced head now

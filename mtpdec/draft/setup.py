@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mtpdec.decode import Step, decode_plain
-from mtpdec.draft import DRAFTERS, make_drafter
+from mtpdec.draft import check_draft_name, make_drafter, require_mtp_head
 from mtpdec.draft.adaptive import AdaptiveN, FixedN
 from mtpdec.draft.costs import measure_costs
 from mtpdec.errors import MtpdecError
@@ -36,12 +36,10 @@ def default_drafter(model: Any) -> str:
 
 
 def check_drafter(name: str, model: Any) -> None:
-    if name not in DRAFTERS:
-        raise MtpdecError(f"--draft must be one of {', '.join(DRAFTERS)}, got {name!r}")
-    if "mtp" in name and getattr(model, "mtp", None) is None:
-        raise MtpdecError(
-            f"{model.file.path}: the model has no MTP head; use --draft lookup or none"
-        )
+    """A known drafter name, and an MTP head for the drafters that need one."""
+    check_draft_name(name)
+    if "mtp" in name:
+        require_mtp_head(model)
 
 
 def make_policy(model: Any, draft_n: int | None) -> FixedN | AdaptiveN:
