@@ -9,9 +9,16 @@ import pytest
 
 from mtpdec import MtpdecError
 from mtpdec.cpu.actquant import quantize_rows
-from mtpdec.quants.activations import Q8_0, Q8_K, Q8_K256, ActivationKind, quantize_rows_ref
+from mtpdec.quants.activations import (
+    Q8_0,
+    Q8_K,
+    Q8_K256,
+    Q8_K_WORDS,
+    ActivationKind,
+    quantize_rows_ref,
+)
 
-KINDS = [Q8_K, Q8_K256, Q8_0]
+KINDS = [Q8_K, Q8_K256, Q8_0, Q8_K_WORDS]
 F32 = np.float32
 
 
@@ -37,7 +44,11 @@ def special_rows(kind: ActivationKind) -> np.ndarray:
     return rows
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=lambda k: f"{k.ggml_type.name}-{k.block}")
+def kind_id(kind: ActivationKind) -> str:
+    return f"{kind.ggml_type.name}-{kind.block}" + ("-words" if kind.words else "")
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=kind_id)
 def test_fast_quantizer_equals_reference_bit_for_bit(kind: ActivationKind) -> None:
     x = special_rows(kind)
     ref, fast = quantize_rows_ref(x, kind), quantize_rows(x, kind)
@@ -93,7 +104,7 @@ def test_q8_0_reference_agrees_with_gguf_except_at_half_ties() -> None:
     assert ties == [127, 0, 2, 2, 0, -2, -2, 4]
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=lambda k: f"{k.ggml_type.name}-{k.block}")
+@pytest.mark.parametrize("kind", KINDS, ids=kind_id)
 def test_dequantized_rows_are_within_half_a_step(kind: ActivationKind) -> None:
     x = special_rows(kind)[[0, 2, 4, 6]]
     r = quantize_rows(x, kind)
@@ -104,7 +115,26 @@ def test_dequantized_rows_are_within_half_a_step(kind: ActivationKind) -> None:
     assert np.array_equal(r.dsums, r.sums * np.repeat(r.d, kind.block // kind.sum_span, axis=1))
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=lambda k: f"{k.ggml_type.name}-{k.block}")
+@pytest.mark.parametrize("kind", KINDS, ids=kind_id)
 def test_rows_not_a_multiple_of_the_block_are_refused(kind: ActivationKind) -> None:
     with pytest.raises(MtpdecError, match=f"multiple of {kind.block}"):
         quantize_rows(np.zeros((1, kind.block + 16), F32), kind)
+
+
+def test_word_order_rows_need_whole_256_value_blocks() -> None:
+    with pytest.raises(MtpdecError, match="multiple of 256"):
+        quantize_rows(np.ones((1, 384), F32), Q8_K_WORDS)
+
+
+def test_word_order_holds_each_value_plus_128_where_the_layout_says() -> None:
+    x = special_rows(Q8_K)
+    plain, words = quantize_rows_ref(x, Q8_K), quantize_rows_ref(x, Q8_K_WORDS)
+    n, cols = plain.q.shape
+    u = words.q.view(np.uint8).reshape(n, cols // 256, 4, 16, 4)  # [block][s][j][t]
+    q = plain.q.reshape(n, cols // 256, 16, 4, 4).astype(np.int64)  # [block][j][s][t]
+    for s in range(4):
+        for j in range(16):
+            assert np.array_equal(u[:, :, s, j, :].astype(np.int64), q[:, :, j, s, :] + 128)
+    assert np.array_equal(words.dequantize(), plain.dequantize())
+    for field in ("d", "sums", "dsums"):
+        assert np.array_equal(getattr(words, field), getattr(plain, field)), field

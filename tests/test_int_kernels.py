@@ -21,9 +21,9 @@ import llvmlite.binding as llvm
 import numpy as np
 import pytest
 
-from mtpdec.cpu.idecoders import INT_FORMATS, X8
+from mtpdec.cpu.idecoders import INT_FORMATS, LAYOUT_NAMES, X8
 from mtpdec.cpu.isa import available_paths
-from mtpdec.cpu.matvec import MatVec
+from mtpdec.cpu.matvec import REPACKED_LAYOUT, MatVec
 from mtpdec.quants.activations import quantize_rows_ref
 from mtpdec.quants.pack import random_blocks
 from mtpdec.quants.types import GGMLType, block_size
@@ -44,9 +44,9 @@ def random_weight(t: GGMLType, cols: int, seed: int, rows: int = ROWS) -> Tensor
     return Tensor(f"w.{t.name}", int(t), (rows, cols), raw.reshape(rows, -1))
 
 
-REPACKED = {t for t, layout in INT_FORMATS if layout == X8}
+REPACKED = set(REPACKED_LAYOUT)
 # (weight shape, repack): the repacked types run both layouts (37 rows: 4 interleaved
-# groups of 8 and 5 rows left in the plain layout)
+# groups of 8 and 5 rows left in the plain layout; Q6_K's word order has no leftover)
 LAYOUT_CASES = [(case, False) for case in SHAPES] + [
     (case, True) for case in SHAPES if case[0] in REPACKED
 ]
@@ -54,7 +54,7 @@ LAYOUT_CASES = [(case, False) for case in SHAPES] + [
 
 def layout_id(case) -> str:
     (t, cols), repack = case
-    return f"{t.name}-{cols}" + ("-x8" if repack else "")
+    return f"{t.name}-{cols}" + (f"-{LAYOUT_NAMES[REPACKED_LAYOUT[t]]}" if repack else "")
 
 
 def inputs(cols: int, n: int, seed: int) -> np.ndarray:
@@ -116,9 +116,10 @@ def test_paths_of_one_family_give_the_same_bits(case) -> None:
     families = [["avx512vnni", "avxvnni"], ["avx2", "portable"]]
     if block_size(t)[0] == 32 and not repack:
         families = [PATHS]
-    grouped = [p for p in PATHS if mvs[p].layout == X8]  # (Q8_0 groups need vpdpbusd)
+    # (Q8_0 groups need vpdpbusd; word order has no rows left in the plain layout)
+    grouped = [p for p in PATHS if mvs[p].layout == REPACKED_LAYOUT.get(t)]
     for p in grouped[1:]:
-        rows = ROWS // 8 * 8
+        rows = ROWS // 8 * 8 if mvs[p].layout == X8 else ROWS
         assert np.array_equal(bits[p][:, :rows], bits[grouped[0]][:, :rows]), p
     for family in families:
         present = [p for p in family if p in bits]
@@ -132,7 +133,7 @@ import numpy as np
 sys.path.insert(0, {tests!r})
 from test_int_kernels import SHAPES, inputs, random_weight
 from mtpdec.cpu.isa import host_path
-from mtpdec.cpu.matvec import MatVec
+from mtpdec.cpu.matvec import REPACKED_LAYOUT, MatVec
 out = {{"path": host_path()}}
 for t, cols in SHAPES:
     y = MatVec(random_weight(t, cols, seed=11), "q8")(inputs(cols, 3, seed=12))

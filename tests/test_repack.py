@@ -1,13 +1,15 @@
-"""The interleaved Q4_K layout (``mtpdec.cpu.repack``): undone by an independent numpy
-reading of the documented layout, it gives back every plain block; repacked matrices
-multiply like plain ones (to float rounding) in every model."""
+"""The repacked layouts (``mtpdec.cpu.repack``): undone by an independent numpy reading
+of the documented layout, the interleaved groups give back every plain block and Q6_K's
+word order gives back gguf's dequantized weights; repacked matrices multiply like plain
+ones (to float rounding) in every model."""
 
 from __future__ import annotations
 
+import gguf
 import numpy as np
 import pytest
 
-from mtpdec.cpu.repack import GROUP_BLOCK_BYTES, repack
+from mtpdec.cpu.repack import GROUP_BLOCK_BYTES, repack, repack_q6_k_words
 from mtpdec.quants.pack import random_blocks
 from mtpdec.quants.types import GGMLType
 
@@ -82,6 +84,37 @@ def test_repacked_small_groups_give_back_the_plain_blocks(t: GGMLType) -> None:
     assert packed.shape == (2, nblk * 8 * SMALL[t])
     assert np.array_equal(unpack_small_groups(packed, t, nblk), raw[:16])
     assert np.array_equal(tail, raw[16:])
+
+
+def words_weights(packed: np.ndarray) -> np.ndarray:
+    """float64 (rows, cols) weights in element order from the documented Q6_K word-order
+    layout: piece s byte 4j + t is element 16j + 4s + t."""
+    rows = packed.shape[0]
+    blk = packed.reshape(rows, -1, 210)
+    ql, qh = blk[..., :128].astype(np.int64), blk[..., 128:192].astype(np.int64)
+    pieces = [
+        (ql[..., 64 * (s // 2) : 64 * (s // 2) + 64] >> (4 * (s % 2))) % 16
+        + ((qh >> (2 * s)) % 4) * 16
+        for s in range(4)
+    ]
+    u = np.zeros(blk.shape[:2] + (256,), dtype=np.int64)
+    for s, piece in enumerate(pieces):
+        for byte in range(64):
+            u[..., 16 * (byte // 4) + 4 * s + byte % 4] = piece[..., byte]
+    sc = blk[..., 192:208].view(np.int8).astype(np.float64)
+    d = blk[..., 208:210].copy().view(np.float16)[..., 0].astype(np.float64)
+    w = d[..., None] * np.repeat(sc, 16, axis=-1) * (u - 32)
+    return w.reshape(rows, -1)
+
+
+def test_q6_k_word_order_gives_back_the_weights() -> None:
+    rows, nblk = 11, 3
+    raw = random_blocks(GGMLType.Q6_K, rows * nblk, np.random.default_rng(6), 0.05)
+    raw = raw.reshape(rows, nblk * 210)
+    packed, tail = repack_q6_k_words(raw)
+    assert packed.shape == raw.shape and tail.shape == (0, raw.shape[1])
+    dense = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType.Q6_K).astype(np.float64)
+    assert np.allclose(words_weights(packed), dense, rtol=1e-6, atol=0)
 
 
 def test_released_file_pages_read_back_the_same_and_copies_are_left_alone(tmp_path) -> None:

@@ -2,7 +2,8 @@
 reference (same float32 operations, so the same bits; tested). Float division follows
 numpy (inf/nan, no exception), as the reference does for non-finite activations.
 
-``quantize_rows(x, kind)``: float32 (n, cols) C-contiguous -> ``QuantizedRows``.
+``quantize_rows(x, kind)``: float32 (n, cols) C-contiguous -> ``QuantizedRows``;
+``words_rows(rows)``: Q8_K rows -> the same values as ``Q8_K_WORDS`` rows.
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from mtpdec.quants.activations import Q8_0, Q8_K, ActivationKind, QuantizedRows, check_rows
+from mtpdec.quants.activations import (
+    Q8_0,
+    Q8_K,
+    Q8_K_WORDS,
+    ActivationKind,
+    QuantizedRows,
+    check_rows,
+    check_words,
+)
 
 F32 = np.float32
 
@@ -88,8 +97,30 @@ def _q8_0(x, q, d, sums, dsums, d_bits):  # pragma: no cover - compiled
 _KERNELS = {Q8_K.ggml_type: _q8_k, Q8_0.ggml_type: _q8_0}
 
 
+@njit(cache=True, nogil=True)
+def _words(q, q_words):  # pragma: no cover - compiled
+    n, cols = q.shape
+    for r in range(n):
+        for at in range(0, cols, 256):
+            for j in range(16):
+                for s in range(4):
+                    for t in range(4):
+                        v = q[r, at + 16 * j + 4 * s + t] ^ np.int8(-128)
+                        q_words[r, at + 64 * s + 4 * j + t] = v
+
+
+def words_rows(rows: QuantizedRows) -> QuantizedRows:
+    """Q8_K rows -> the same values as Q8_K_WORDS rows (``words_rows_ref``'s bits)."""
+    check_words(rows.q.shape[1])
+    q = np.empty_like(rows.q)
+    _words(rows.q, q)
+    return QuantizedRows(Q8_K_WORDS, q, rows.d, rows.sums, rows.dsums)
+
+
 def quantize_rows(x: np.ndarray, kind: ActivationKind) -> QuantizedRows:
-    """float32 (n, cols) -> 8-bit rows of ``kind`` (Q8_K, Q8_K256 or Q8_0)."""
+    """float32 (n, cols) -> 8-bit rows of ``kind`` (Q8_K, Q8_K256, Q8_K_WORDS or Q8_0)."""
+    if kind.words:
+        return words_rows(quantize_rows(x, Q8_K))
     if not (x.dtype == F32 and x.ndim == 2 and x.flags.c_contiguous):  # else: decode's case
         x = np.ascontiguousarray(x, dtype=F32)
     if x.ndim != 2 or x.shape[1] % kind.block:

@@ -63,8 +63,8 @@ VF8, VF16 = vec(F32, 8), vec(F32, 16)
 @dataclass(frozen=True)
 class InputBlock:
     """One input at the current block: ``q`` i8* to its first 8-bit value, ``d`` float* to
-    its first scale, ``sums`` i16* / ``dsums`` float* to its first integer sum and its first
-    d * sum (``QuantizedRows.sums`` / ``.dsums``)."""
+    its first scale, ``sums`` i16* (i32* for word-order kinds) / ``dsums`` float* to its
+    first integer sum and its first d * sum (``QuantizedRows.sums`` / ``.dsums``)."""
 
     q: ir.Value
     d: ir.Value
@@ -379,8 +379,10 @@ _SMALL = {
 
 # (weight type, layout) -> the kernel's walk. Layout: 1 plain; 2: 32-weight formats two
 # blocks per step (one 512-bit vector), when a row has an even number of blocks; 8: rows
-# repacked in interleaved groups of 8 (``mtpdec.cpu.idecoders_x8``, registered there).
-PLAIN, PAIRS, X8 = 1, 2, 8
+# repacked in interleaved groups of 8 (``mtpdec.cpu.idecoders_x8``, registered there);
+# 4: Q6_K blocks repacked in word order (``mtpdec.cpu.idecoders_words``).
+PLAIN, PAIRS, WORDS, X8 = 1, 2, 4, 8
+LAYOUT_NAMES = {PLAIN: "plain", PAIRS: "pairs", WORDS: "words", X8: "x8"}
 INT_FORMATS: dict[tuple[GGMLType, int], IntFormat] = {
     (GGMLType.Q4_K, PLAIN): _k_format(GGMLType.Q4_K, decode_q4_k),
     (GGMLType.Q5_K, PLAIN): _k_format(GGMLType.Q5_K, decode_q5_k),

@@ -18,7 +18,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from mtpdec.cpu import idecoders_x8  # noqa: F401  (registers the interleaved layouts)
+from mtpdec.cpu import idecoders_words, idecoders_x8  # noqa: F401  (register the layouts)
 from mtpdec.cpu.idecoders import INT_FORMATS, InputBlock
 from mtpdec.cpu.ir import (
     F32,

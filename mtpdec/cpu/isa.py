@@ -168,7 +168,8 @@ def madd_i16_acc(b: ir.IRBuilder, path: str, acc: ir.Value, p: ir.Value, s: ir.V
 
 def dot_u8s8_acc(b: ir.IRBuilder, path: str, acc: ir.Value, u: ir.Value, s: ir.Value) -> ir.Value:
     """``acc + dpbusd(u, s)``: acc ``<m x i32>``, u unsigned and s signed ``<4m x i8>``;
-    lane j adds the four products of bytes 4j..4j+3 (``vpdpbusd``; u <= 128 here)."""
+    lane j adds the four products of bytes 4j..4j+3 (``vpdpbusd``; on the avx2 and portable
+    paths through ``madd_u8s8``, so each pair of products must stay in the i16 range)."""
     m = acc.type.count
     if path in ("portable", "avx2"):
         ones = ir.Constant(vec(I16, 2 * m), [ir.Constant(I16, 1)] * (2 * m))

@@ -50,6 +50,7 @@ CODEGEN_MODULES = (
     "kernel.py",
     "idecoders.py",
     "idecoders_x8.py",
+    "idecoders_words.py",
     "repack.py",
     "isa.py",
     "ikernel.py",

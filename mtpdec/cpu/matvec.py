@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtpdec.cpu.actquant import quantize_rows
+from mtpdec.cpu.actquant import quantize_rows, words_rows
 from mtpdec.cpu.decoders import KERNEL_BLOCKS
-from mtpdec.cpu.idecoders import INT_FORMATS, PLAIN, X8, plain_layout
+from mtpdec.cpu.idecoders import INT_FORMATS, PAIRS, PLAIN, WORDS, X8, plain_layout
 from mtpdec.cpu.ikernel import make_idriver
 from mtpdec.cpu.isa import check_path, has_dpbusd, host_path
 from mtpdec.cpu.kernel import make_driver, subblock_sums
 from mtpdec.errors import MtpdecError
-from mtpdec.quants.activations import ActivationKind, QuantizedRows
+from mtpdec.quants.activations import Q8_K, ActivationKind, QuantizedRows
 from mtpdec.quants.types import GGMLType, ggml_type, type_name
 from mtpdec.settings import apply_threads
 from mtpdec.tensor import Tensor
@@ -93,17 +93,30 @@ class InputRows:
         return self.x.shape[0]
 
     def quantized(self, kind: ActivationKind) -> QuantizedRows:
-        """The rows rounded to ``kind`` (Q8_K or Q8_0)."""
+        """The rows rounded to ``kind`` (Q8_K, Q8_K_WORDS or Q8_0; word order is made
+        from the Q8_K rows)."""
         q = self._quantized.get(kind)
         if q is None:
-            q = self._quantized[kind] = quantize_rows(self.x, kind)
+            words = kind.words
+            q = words_rows(self.quantized(Q8_K)) if words else quantize_rows(self.x, kind)
+            self._quantized[kind] = q
         return q
 
 
+# the layout each repacked type takes in q8 mode (``mtpdec.cpu.repack``)
+REPACKED_LAYOUT = {
+    GGMLType.Q4_K: X8,
+    GGMLType.Q8_0: X8,
+    GGMLType.Q4_0: X8,
+    GGMLType.Q5_0: X8,
+    GGMLType.Q6_K: WORDS,
+}
+
+
 def repackable(t: GGMLType, path: str) -> bool:
-    """Whether q8 mode keeps type t in interleaved groups of 8 rows on this path. (Q8_0's
-    group kernel multiplies q + 128, up to 255: exact only with ``vpdpbusd``.)"""
-    if (t, X8) not in INT_FORMATS:
+    """Whether q8 mode repacks type t on this path. (Q8_0's group kernel multiplies
+    q + 128, up to 255: exact only with ``vpdpbusd``.)"""
+    if (t, REPACKED_LAYOUT.get(t)) not in INT_FORMATS:
         return False
     return has_dpbusd(path) or t != GGMLType.Q8_0
 
@@ -117,9 +130,10 @@ class MatVec:
 
     ``activations``: "q8" or "f32" (module docstring); ``path``: the integer kernels'
     instruction path (``mtpdec.cpu.isa``; default: the host's widest). ``repack``: in q8
-    mode, copy a Q4_K, Q8_0, Q5_0 or Q4_0 matrix once into interleaved groups of 8 rows
-    (``mtpdec.cpu.repack``: RAM equal to the matrix, much less work per input; the file
-    pages it came from are given back); rows % 8 leftover rows stay in the plain layout.
+    mode, copy a Q4_K, Q8_0, Q5_0 or Q4_0 matrix once into interleaved groups of 8 rows,
+    a Q6_K matrix into word order (``mtpdec.cpu.repack``: RAM equal to the matrix, much
+    less work per input; the file pages it came from are given back); the rows % 8
+    leftover rows of a grouped matrix stay in the plain layout.
     ``__call__(x)``: x float32 (n, cols) or an InputRows -> new float32 (n, rows).
     """
 
@@ -139,7 +153,7 @@ class MatVec:
                 from mtpdec.cpu.repack import REPACKERS
                 from mtpdec.loader.pages import release_pages
 
-                self.layout = X8
+                self.layout = REPACKED_LAYOUT[self.type]
                 self.packed, self.tail = REPACKERS[self.type](self.raw)
                 release_pages(self.raw)  # never read from the file again
                 self.split = self.rows - self.tail.shape[0]
@@ -175,10 +189,11 @@ class MatVec:
             # 640-column head and trunk) and no loss on long ones; slower for 8 inputs
             step = 2 if self.layout == X8 and width == 1 else 1
             main = make_idriver(t, self.layout, width, step, self.path)
-            tail = make_idriver(t, PLAIN, width, 1, self.path) if self.layout == X8 else None
+            grouped = self.layout == X8  # (word order has no leftover rows)
+            tail = make_idriver(t, PLAIN, width, 1, self.path) if grouped else None
             drivers = self._drivers[width] = (main, tail)
         main, tail = drivers
-        main(self.packed if tail else self.raw, *rows, dest)
+        main(self.raw if self.layout in (PLAIN, PAIRS) else self.packed, *rows, dest)
         if tail and self.tail.shape[0]:
             scratch = np.empty((width, self.tail.shape[0]), dtype=np.float32)
             tail(self.tail, *rows, scratch)

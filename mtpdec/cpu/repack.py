@@ -1,4 +1,5 @@
-"""Weights repacked at load into groups of 8 interleaved rows (Q4_K, Q8_0, Q5_0, Q4_0).
+"""Weights repacked at load: groups of 8 interleaved rows (Q4_K, Q8_0, Q5_0, Q4_0), or
+Q6_K blocks in word order.
 
 The integer kernel for this layout (``mtpdec.cpu.idecoders_x8``) multiplies one 64-byte
 vector of 8 rows x 8 weight bytes with an input's 8 activation bytes broadcast to every
@@ -17,6 +18,16 @@ Group-block (8 rows x one 256-weight block, GROUP_BLOCK_BYTES = 1184):
 
 A matrix of ``rows`` rows becomes (rows // 8, n_blocks * 1184) bytes; the last rows % 8
 rows stay in the plain layout.
+
+Q6_K in word order (``WORDS``; each row by itself, same 210 bytes per block): let u_e be
+the block's 6-bit value of element e (0..63, weight = d * sc[e // 16] * (u_e - 32)), and
+piece s (s < 4) the 64 values whose byte 4j + t is u of element 16j + 4s + t (the order
+of ``Q8_K_WORDS`` activations):
+
+    offset   0: ql [h = 2][64]: low nibble: low 4 bits of piece 2h's byte; high nibble:
+                piece 2h + 1's
+    offset 128: qh [64]: bits 2s..2s+1 of byte b: the top 2 bits of piece s's byte b
+    offset 192: sc int8 [16], offset 208: d fp16 (as in the plain block)
 
 32-weight formats (one scale per row and block; every group-block has the same bytes as
 8 plain blocks):
@@ -144,9 +155,44 @@ def repack(raw: np.ndarray, t: GGMLType) -> tuple[np.ndarray, np.ndarray]:
     return out, np.ascontiguousarray(raw[groups * GROUP :])
 
 
-# types repacked in q8 mode (Q6_K was tried: its 6-bit sums allow one pack per two
-# vpdpbusd instead of eight, and the interleaved kernel only matched the plain one)
+Q6_K_BYTES = 210
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _q6_k_words(raw, out):  # pragma: no cover - compiled
+    """Every Q6_K block of raw (plain layout, quant-formats.md) into word order."""
+    rows, row_bytes = raw.shape
+    for r in prange(rows):
+        u = np.empty(256, dtype=np.uint8)
+        for at in range(0, row_bytes, Q6_K_BYTES):
+            src, dst = raw[r, at : at + Q6_K_BYTES], out[r, at : at + Q6_K_BYTES]
+            for h in range(2):  # plain: ql[64h + i] low / high nibbles, qh[32h + i % 32]
+                for i in range(64):
+                    top = src[128 + 32 * h + i % 32] >> (2 * (i // 32))
+                    u[128 * h + i] = (src[64 * h + i] & 15) | ((top & 3) << 4)
+                    u[128 * h + 64 + i] = (src[64 * h + i] >> 4) | (((top >> 4) & 3) << 4)
+            for b in range(64):
+                e = 16 * (b // 4) + b % 4  # element of piece 0's byte b; piece s: e + 4s
+                dst[b] = (u[e] & 15) | ((u[e + 4] & 15) << 4)
+                dst[64 + b] = (u[e + 8] & 15) | ((u[e + 12] & 15) << 4)
+                dst[128 + b] = (u[e] >> 4) | ((u[e + 4] >> 4) << 2)
+                dst[128 + b] |= ((u[e + 8] >> 4) << 4) | ((u[e + 12] >> 4) << 6)
+            dst[192:] = src[192:]
+
+
+def repack_q6_k_words(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (rows, n_blocks * 210) plain Q6_K -> (the same shape in word order, no
+    leftover rows). Parallel over rows."""
+    out = np.empty_like(raw)
+    _q6_k_words(raw, out)
+    return out, raw[:0]
+
+
+# types repacked in q8 mode, and how
 REPACKERS = {
-    t: functools.partial(repack, t=t)
-    for t in (GGMLType.Q4_K, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q5_0)
+    **{
+        t: functools.partial(repack, t=t)
+        for t in (GGMLType.Q4_K, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q5_0)
+    },
+    GGMLType.Q6_K: repack_q6_k_words,
 }

@@ -25,6 +25,13 @@ A ``QuantizedRows`` holds n rows: ``q`` int8 (n, cols), ``d`` float32 (n, cols /
 ``sums`` int16 (n, cols // sum_span), and ``dsums`` float32, each sum times its block's d
 (the kernels take the weights' min and offset terms from it). ``mtpdec.cpu.actquant`` is the fast version;
 tests hold the two bitwise equal.
+
+``Q8_K_WORDS`` holds the same Q8_K rows in the form the word-order Q6_K kernel reads
+(``mtpdec.cpu.idecoders_words``): ``q`` holds x + 128 as unsigned bytes (the bits of
+x ^ 0x80), and in each 256-value block byte ``64 s + 4 j + t`` holds value
+``16 j + 4 s + t`` (s, t < 4, j < 16: 4-byte words transposed, so that int32 lane j of
+every 64-byte piece belongs to the 16 values of sum j); ``d``, ``sums`` and ``dsums`` are
+those of Q8_K. Rows need cols % 256 == 0.
 """
 
 from __future__ import annotations
@@ -41,14 +48,17 @@ F32 = np.float32
 
 @dataclass(frozen=True)
 class ActivationKind:
-    """Block length of the scale and span of the integer sums of one activation kind."""
+    """Block length of the scale and span of the integer sums of one activation kind;
+    ``words``: the word-order form (module docstring)."""
 
     ggml_type: GGMLType
     block: int
     sum_span: int
+    words: bool = False
 
 
 Q8_K = ActivationKind(GGMLType.Q8_K, 128, 16)
+Q8_K_WORDS = ActivationKind(GGMLType.Q8_K, 128, 16, words=True)  # Q6_K's word-order kernel
 Q8_K256 = ActivationKind(GGMLType.Q8_K, 256, 16)  # llama.cpp's block; not used by kernels
 Q8_0 = ActivationKind(GGMLType.Q8_0, 32, 32)
 
@@ -83,10 +93,38 @@ class QuantizedRows:
         return self.q[rows], self.d[rows], self.sums[rows], self.dsums[rows]
 
     def dequantize(self) -> np.ndarray:
-        """float32 (n, cols): d * q, the values the integer kernels multiply by."""
+        """float32 (n, cols), in element order: d * q, the values the integer kernels
+        multiply by."""
         n, cols = self.q.shape
-        blocks = self.q.reshape(n, -1, self.kind.block).astype(F32)
+        q = element_order(self.q ^ np.int8(-128)) if self.kind.words else self.q
+        blocks = q.reshape(n, -1, self.kind.block).astype(F32)
         return (blocks * self.d[:, :, None]).reshape(n, cols)
+
+
+def word_order(q: np.ndarray) -> np.ndarray:
+    """int8 (n, cols) in element order -> word order (module docstring), cols % 256 == 0."""
+    n, cols = q.shape
+    words = q.reshape(n, cols // 256, 16, 4, 4).transpose(0, 1, 3, 2, 4)
+    return np.ascontiguousarray(words).reshape(n, cols)
+
+
+def element_order(q: np.ndarray) -> np.ndarray:
+    """The inverse of ``word_order``."""
+    n, cols = q.shape
+    values = q.reshape(n, cols // 256, 4, 16, 4).transpose(0, 1, 3, 2, 4)
+    return np.ascontiguousarray(values).reshape(n, cols)
+
+
+def check_words(cols: int) -> None:
+    if cols % 256:
+        raise MtpdecError(f"word-order Q8_K rows need a multiple of 256 values, got {cols}")
+
+
+def words_rows_ref(rows: QuantizedRows) -> QuantizedRows:
+    """Q8_K rows -> the same values as Q8_K_WORDS rows (numpy reference)."""
+    check_words(rows.q.shape[1])
+    q = word_order(rows.q) ^ np.int8(-128)
+    return QuantizedRows(Q8_K_WORDS, q, rows.d, rows.sums, rows.dsums)
 
 
 def check_rows(x: np.ndarray, kind: ActivationKind) -> np.ndarray:
@@ -142,6 +180,8 @@ def quantize_q8_0_ref(x: np.ndarray) -> QuantizedRows:
 
 def quantize_rows_ref(x: np.ndarray, kind: ActivationKind) -> QuantizedRows:
     """float32 (n, cols) -> 8-bit rows of ``kind`` (numpy reference of every kind)."""
+    if kind.words:
+        return words_rows_ref(quantize_q8_k_ref(x, Q8_K))
     if kind.ggml_type == GGMLType.Q8_K:
         return quantize_q8_k_ref(x, kind)
     return quantize_q8_0_ref(x)
