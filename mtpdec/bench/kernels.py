@@ -91,19 +91,25 @@ def parse_modes(spec: str) -> list[str]:
     return list(dict.fromkeys(modes))
 
 
-def time_cell(mv: MatVec, n: int, repeats: int, rng: np.random.Generator) -> tuple[float, float]:
-    """(first call seconds, median seconds per call) of mv(x[n]), rounding included."""
-    x = rng.standard_normal((n, mv.cols)).astype(np.float32)
-    out = np.empty((n, mv.rows), dtype=np.float32)
-    t0 = time.perf_counter()
-    mv(x, out)
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
+def time_cells(
+    mv: MatVec, ns: list[int], repeats: int, rng: np.random.Generator
+) -> dict[int, tuple[float, float]]:
+    """n -> (first call seconds, median seconds per call) of mv(x[n]), rounding included.
+    The repeats take every n in turn (rotating the order), so that a drift of the
+    machine's speed reaches all n alike and t(n)/t(1) compares like with like."""
+    xs = {n: rng.standard_normal((n, mv.cols)).astype(np.float32) for n in ns}
+    outs = {n: np.empty((n, mv.rows), dtype=np.float32) for n in ns}
+    first, times = {}, {n: [] for n in ns}
+    for n in ns:
         t0 = time.perf_counter()
-        mv(x, out)
-        times.append(time.perf_counter() - t0)
-    return first, float(np.median(times))
+        mv(xs[n], outs[n])
+        first[n] = time.perf_counter() - t0
+    for r in range(repeats):
+        for n in ns[r % len(ns) :] + ns[: r % len(ns)]:
+            t0 = time.perf_counter()
+            mv(xs[n], outs[n])
+            times[n].append(time.perf_counter() - t0)
+    return {n: (first[n], float(np.median(times[n]))) for n in ns}
 
 
 def cpu_model() -> str:
@@ -159,9 +165,10 @@ def run_kernel_bench(
             if mode == "q8" and t not in integer_types:
                 continue
             mv = MatVec(w, mode, int_path if mode == "q8" else None)
+            with console.status(f"{t.name} {mode} n={','.join(map(str, ns))}"):
+                timed = time_cells(mv, ns, repeats, rng)
             for n in ns:
-                with console.status(f"{t.name} {mode} n={n}"):
-                    first, sec = time_cell(mv, n, repeats, rng)
+                first, sec = timed[n]
                 gbps = w.nbytes / sec / 1e9
                 cells.append(
                     KernelCell(
