@@ -41,7 +41,7 @@ from mtpdec.cpu.idecoders import (
 )
 from mtpdec.cpu.ir import F32, I32, const_vec, fma, load_f16_as_f32, splat, stack_slot, vec
 from mtpdec.cpu.isa import dot_u8s8_acc
-from mtpdec.cpu.repack import Q6_K_BYTES
+from mtpdec.cpu.repack_words import Q6_K_BYTES
 from mtpdec.quants.activations import Q8_K_WORDS
 from mtpdec.quants.types import GGMLType
 

@@ -51,6 +51,7 @@ CODEGEN_MODULES = (
     "idecoders.py",
     "idecoders_x8.py",
     "idecoders_words.py",
+    "repack_words.py",
     "repack.py",
     "isa.py",
     "ikernel.py",

@@ -29,6 +29,8 @@ of ``Q8_K_WORDS`` activations):
     offset 128: qh [64]: bits 2s..2s+1 of byte b: the top 2 bits of piece s's byte b
     offset 192: sc int8 [16], offset 208: d fp16 (as in the plain block)
 
+(written by ``mtpdec.cpu.repack_words``)
+
 32-weight formats (one scale per row and block; every group-block has the same bytes as
 8 plain blocks):
 
@@ -46,6 +48,7 @@ import functools
 import numpy as np
 from numba import njit, prange
 
+from mtpdec.cpu.repack_words import repack_q6_k_words
 from mtpdec.quants.types import GGMLType
 
 GROUP = 8
@@ -153,39 +156,6 @@ def repack(raw: np.ndarray, t: GGMLType) -> tuple[np.ndarray, np.ndarray]:
         if t == GGMLType.Q4_K:
             _q4_k_scales(raw, out)
     return out, np.ascontiguousarray(raw[groups * GROUP :])
-
-
-Q6_K_BYTES = 210
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def _q6_k_words(raw, out):  # pragma: no cover - compiled
-    """Every Q6_K block of raw (plain layout, quant-formats.md) into word order."""
-    rows, row_bytes = raw.shape
-    for r in prange(rows):
-        u = np.empty(256, dtype=np.uint8)
-        for at in range(0, row_bytes, Q6_K_BYTES):
-            src, dst = raw[r, at : at + Q6_K_BYTES], out[r, at : at + Q6_K_BYTES]
-            for h in range(2):  # plain: ql[64h + i] low / high nibbles, qh[32h + i % 32]
-                for i in range(64):
-                    top = src[128 + 32 * h + i % 32] >> (2 * (i // 32))
-                    u[128 * h + i] = (src[64 * h + i] & 15) | ((top & 3) << 4)
-                    u[128 * h + 64 + i] = (src[64 * h + i] >> 4) | (((top >> 4) & 3) << 4)
-            for b in range(64):
-                e = 16 * (b // 4) + b % 4  # element of piece 0's byte b; piece s: e + 4s
-                dst[b] = (u[e] & 15) | ((u[e + 4] & 15) << 4)
-                dst[64 + b] = (u[e + 8] & 15) | ((u[e + 12] & 15) << 4)
-                dst[128 + b] = (u[e] >> 4) | ((u[e + 4] >> 4) << 2)
-                dst[128 + b] |= ((u[e + 8] >> 4) << 4) | ((u[e + 12] >> 4) << 6)
-            dst[192:] = src[192:]
-
-
-def repack_q6_k_words(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (rows, n_blocks * 210) plain Q6_K -> (the same shape in word order, no
-    leftover rows). Parallel over rows."""
-    out = np.empty_like(raw)
-    _q6_k_words(raw, out)
-    return out, raw[:0]
 
 
 # types repacked in q8 mode, and how
