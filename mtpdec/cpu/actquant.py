@@ -1,5 +1,6 @@
-"""Fast activation quantizers: Numba loops computing exactly ``mtpdec.quants.activations``'
-reference (same float32 operations, so the same bits; tested). Float division follows
+"""Fast activation quantizers computing exactly ``mtpdec.quants.activations``' reference
+(same float32 operations, so the same bits; tested): Q8_K in vector IR
+(``mtpdec.cpu.actquant_ir``), Q8_0 as a Numba loop. Float division follows
 numpy (inf/nan, no exception), as the reference does for non-finite activations.
 
 ``quantize_rows(x, kind)``: float32 (n, cols) C-contiguous -> ``QuantizedRows``;
@@ -11,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from mtpdec.cpu.actquant_ir import q8_k_driver
 from mtpdec.quants.activations import (
-    Q8_0,
     Q8_K,
     Q8_K_WORDS,
     ActivationKind,
@@ -22,37 +23,6 @@ from mtpdec.quants.activations import (
 )
 
 F32 = np.float32
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _q8_k(x, q, d, sums, dsums, d_bits):  # pragma: no cover - compiled
-    n, cols = x.shape
-    size = cols // d.shape[1]  # values per scale: 128 (Q8_K) or 256 (Q8_K256)
-    for r in range(n):
-        for blk in range(cols // size):
-            at = blk * size
-            top = np.float32(0.0)
-            amax = np.float32(0.0)
-            for j in range(size):
-                ax = abs(x[r, at + j])
-                if ax > amax:
-                    amax = ax
-                    top = x[r, at + j]
-            if amax == 0:
-                d[r, blk] = 0
-                for j in range(size):
-                    q[r, at + j] = 0
-            else:
-                iscale = np.float32(-127.0) / top
-                for j in range(size):
-                    q[r, at + j] = np.int8(min(np.rint(iscale * x[r, at + j]), np.float32(127)))
-                d[r, blk] = np.float32(1.0) / iscale
-            for g in range(size // 16):
-                s = 0
-                for j in range(16):
-                    s += q[r, at + 16 * g + j]
-                sums[r, at // 16 + g] = s
-                dsums[r, at // 16 + g] = d[r, blk] * np.float32(s)
 
 
 @njit(cache=True, nogil=True)
@@ -94,9 +64,6 @@ def _q8_0(x, q, d, sums, dsums, d_bits):  # pragma: no cover - compiled
             dsums[r, blk] = d[r, blk] * np.float32(s)
 
 
-_KERNELS = {Q8_K.ggml_type: _q8_k, Q8_0.ggml_type: _q8_0}
-
-
 @njit(cache=True, nogil=True)
 def _words(q, q_words):  # pragma: no cover - compiled
     n, cols = q.shape
@@ -130,5 +97,8 @@ def quantize_rows(x: np.ndarray, kind: ActivationKind) -> QuantizedRows:
     d = np.empty((n, cols // kind.block), dtype=F32)
     sums = np.empty((n, cols // kind.sum_span), dtype=np.int16)
     dsums = np.empty((n, cols // kind.sum_span), dtype=F32)
-    _KERNELS[kind.ggml_type](x, q, d, sums, dsums, d.view(np.uint32))
+    if kind.ggml_type == Q8_K.ggml_type:
+        q8_k_driver()(x, q, d, sums, dsums)
+    else:
+        _q8_0(x, q, d, sums, dsums, d.view(np.uint32))
     return QuantizedRows(kind, q, d, sums, dsums)

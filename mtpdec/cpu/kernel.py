@@ -52,6 +52,7 @@ CODEGEN_MODULES = (
     "idecoders_x8.py",
     "idecoders_words.py",
     "repack_words.py",
+    "actquant_ir.py",
     "repack.py",
     "isa.py",
     "ikernel.py",
