@@ -79,11 +79,31 @@ def test_adaptive_n_drafts_deep_when_drafts_are_right_and_not_when_wrong():
         n = bad.choose()
         chosen.append(n)
         bad.update(n, 0, 0.0)
-    assert chosen[-32:].count(0) >= 30  # plain decoding, with one probe in 16 steps
+    assert chosen[-32:].count(0) >= 30  # plain decoding, with a probe now and then
     assert 0 < sum(chosen[-32:]) <= 2
     assert FixedN(3).choose() == 3
     with pytest.raises(MtpdecError):
         FixedN(-1)
+
+
+def test_rejected_probes_come_ever_more_rarely_and_a_hit_brings_them_back() -> None:
+    costs = [1.0 + 0.05 * k for k in range(9)]
+    policy = AdaptiveN(costs, 8, probe_every=16, max_probe_gap=256)
+    drafted_at = []
+    for step in range(3000):
+        n = policy.choose()
+        if n:
+            drafted_at.append(step)
+        policy.update(n, 0, 0.0)
+    gaps = list(np.diff(drafted_at))  # steps from one drafting step to the next
+    first = gaps.index(16)  # the first probe after the policy turned to plain decoding
+    assert gaps[first : first + 5] == [16, 32, 64, 128, 256] and set(gaps[first + 4 :]) == {256}
+    n, waited = 0, 0
+    while not n:  # the next probe comes within 256 steps and is accepted
+        n = policy.choose()
+        waited += 1
+    policy.update(n, n, 0.0)
+    assert waited <= 256 and policy.probe_gap == 16  # probes every 16 plain steps again
 
 
 def _chi2_upper(dof: int, tail: float) -> float:

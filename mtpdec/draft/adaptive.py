@@ -8,8 +8,12 @@ from the running conditional acceptance a_i of draft i (given draft i - 1 was
 accepted; each position's prior is the previous one's estimate, old observations fading
 by ``decay`` per drafting step), the cost curve of a
 k-token forward measured at start-up (``mtpdec.draft.costs``) and the measured drafting
-time per token. n = 0 (plain decoding) is a candidate; while it wins, one step in
-``probe_every`` still drafts one token so that the estimates can recover.
+time per token. n = 0 (plain decoding) is a candidate; while it wins, a probe step still
+drafts one token so that the estimates can recover: after ``probe_every`` plain steps,
+and after twice as many each time a probe is rejected (up to ``max_probe_gap``; an
+accepted probe or a drafting step resets the gap). On a drafter that never hits (an MTP
+head with random weights) probes then cost well under 1% of the steps instead of 1 in
+16 (~3% of decode time measured on qwen35-0.8b).
 """
 
 from __future__ import annotations
@@ -47,11 +51,15 @@ class AdaptiveN:
         max_n: int,
         decay: float = 0.98,
         probe_every: int = 16,
+        max_probe_gap: int = 512,
     ) -> None:
         if max_n < 1 or len(cost) < max_n + 1:
             raise MtpdecError(f"auto needs forward costs for k = 1..{max_n + 1}")
         self.cost = np.asarray(cost[: max_n + 1], dtype=np.float64)
         self.max_n, self.decay, self.probe_every = max_n, decay, probe_every
+        self.max_probe_gap = max(max_probe_gap, probe_every)
+        self.probe_gap = probe_every  # plain steps before the next probe
+        self._probing = False
         self.hits = np.zeros(max_n)  # draft i accepted (index i - 1)
         self.tries = np.zeros(max_n)  # draft i proposed after draft i - 1 was accepted
         self.draft_s = 0.0  # seconds per drafted token (running mean)
@@ -80,11 +88,13 @@ class AdaptiveN:
         n = int(np.argmax(self.expected_rate()))
         if n == 0:
             self._plain_run += 1
-            if self._plain_run >= self.probe_every:
+            if self._plain_run >= self.probe_gap:
                 self._plain_run = 0
+                self._probing = True
                 return 1
         else:
             self._plain_run = 0
+            self.probe_gap = self.probe_every
         return n
 
     def update(self, proposed: int, accepted: int, draft_s: float) -> None:
@@ -92,6 +102,12 @@ class AdaptiveN:
         draft_s seconds."""
         if not proposed:  # nothing learnt: the evidence does not age
             return
+        if self._probing:
+            self._probing = False
+            hit = accepted > 0
+            self.probe_gap = (
+                self.probe_every if hit else min(2 * self.probe_gap, self.max_probe_gap)
+            )
         self.hits *= self.decay
         self.tries *= self.decay
         reached = min(proposed, accepted + 1)
