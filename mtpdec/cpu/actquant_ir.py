@@ -4,9 +4,8 @@ The same float32 operations as the numpy reference (``quantize_q8_k_ref``), so t
 bits: ``amax`` = max |x| (a max is exact in any order); ``top`` = the first value whose
 magnitude equals it; ``iscale = -127 / top``; ``q = min(rint(iscale * x), 127)`` (rint
 rounds half to even); ``d = 1 / iscale``; an all-zero block gives d = 0 and q = 0; the
-integer sums per 16 values and ``d * sum``. A scalar loop took about 4.5 ns per value
-(a branch per value for the first maximum, ``rint`` called per value); this takes well
-under one.
+integer sums per 16 values and ``d * sum``. On (4, 3584) rows this takes 1.1 ns per
+value; the scalar Numba loop it replaces took 4.0.
 """
 
 from __future__ import annotations
@@ -17,7 +16,18 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from mtpdec.cpu.ir import F32, I8, I16, I32, I64, array_data, array_stride0, const_vec, vec
+from mtpdec.cpu.ir import (
+    F32,
+    I8,
+    I16,
+    I32,
+    I64,
+    array_data,
+    array_stride0,
+    const_vec,
+    splat,
+    vec,
+)
 from mtpdec.cpu.kernel import CODEGEN_VERSION
 
 
@@ -57,15 +67,7 @@ def _q8_k_block(typingctx, x, q, d, sums, dsums, r, blk, size):
         values = b.load(b.bitcast(xp, vf.as_pointer()), align=4)
         mags = b.call(_declare(b, f"llvm.fabs.v{n}f32", vf, [vf]), [values])
         amax = b.call(_declare(b, f"llvm.vector.reduce.fmax.v{n}f32", F32, [vf]), [mags])
-        hits = b.fcmp_ordered(
-            "==",
-            mags,
-            b.shuffle_vector(
-                b.insert_element(ir.Constant(vf, ir.Undefined), amax, ir.Constant(I32, 0)),
-                ir.Constant(vf, ir.Undefined),
-                ir.Constant(vec(I32, n), None),
-            ),
-        )
+        hits = b.fcmp_ordered("==", mags, splat(b, amax, n))
         ity = ir.IntType(n)
         mask = b.bitcast(hits, ity)
         first = b.call(
@@ -75,14 +77,7 @@ def _q8_k_block(typingctx, x, q, d, sums, dsums, r, blk, size):
         top = b.extract_element(values, b.trunc(first, I32))
         zero = b.fcmp_ordered("==", amax, ir.Constant(F32, 0.0))
         iscale = b.select(zero, ir.Constant(F32, 0.0), b.fdiv(ir.Constant(F32, -127.0), top))
-        scaled = b.fmul(
-            values,
-            b.shuffle_vector(
-                b.insert_element(ir.Constant(vf, ir.Undefined), iscale, ir.Constant(I32, 0)),
-                ir.Constant(vf, ir.Undefined),
-                ir.Constant(vec(I32, n), None),
-            ),
-        )
+        scaled = b.fmul(values, splat(b, iscale, n))
         rounded = b.call(_declare(b, f"llvm.rint.v{n}f32", vf, [vf]), [scaled])
         cap = _splat_const(vf, 127.0)
         capped = b.select(b.fcmp_ordered("<", rounded, cap), rounded, cap)
