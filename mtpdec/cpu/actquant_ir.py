@@ -42,10 +42,6 @@ def _row_ptr(context, b, arrty, arr, r, ty: ir.Type) -> ir.Value:
     return b.bitcast(row, ty.as_pointer())
 
 
-def _splat_const(ty: ir.VectorType, value) -> ir.Constant:
-    return ir.Constant(ty, [ir.Constant(ty.element, value)] * ty.count)
-
-
 @intrinsic
 def _q8_k_block(typingctx, x, q, d, sums, dsums, r, blk, size):
     """Block ``blk`` (``size`` values, an integer literal) of row r of x (float32 2-D)
@@ -79,7 +75,7 @@ def _q8_k_block(typingctx, x, q, d, sums, dsums, r, blk, size):
         iscale = b.select(zero, ir.Constant(F32, 0.0), b.fdiv(ir.Constant(F32, -127.0), top))
         scaled = b.fmul(values, splat(b, iscale, n))
         rounded = b.call(_declare(b, f"llvm.rint.v{n}f32", vf, [vf]), [scaled])
-        cap = _splat_const(vf, 127.0)
+        cap = const_vec(F32, [127.0] * n)
         capped = b.select(b.fcmp_ordered("<", rounded, cap), rounded, cap)
         q8 = b.fptosi(capped, vi8)
         qp = b.gep(_row_ptr(context, b, qt, qv, r64, I8), [at])

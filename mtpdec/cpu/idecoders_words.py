@@ -62,16 +62,12 @@ def _pieces(b: ir.IRBuilder, p: ir.Value) -> list[ir.Value]:
     return [b.or_(nib, top) for nib, top in zip(nibbles, tops)]
 
 
-def _i32s(value: int) -> ir.Constant:
-    return ir.Constant(V16I32, [ir.Constant(I32, value)] * 16)
-
-
 def _block(b: ir.IRBuilder, path: str, p: ir.Value, inputs: list[InputBlock], accs: Accs):
     pieces = _pieces(b, p)
     total = ir.Constant(V16I32, None)  # sum of u per lane
     for piece in pieces:
         total = dot_u8s8_acc(b, path, total, piece, _bytes_const(V64I8, 1))
-    init = b.sub(_i32s(65536), b.shl(total, _i32s(7)))
+    init = b.sub(_bytes_const(V16I32, 65536), b.shl(total, _bytes_const(V16I32, 7)))
     weights = [b.sub(piece, _bytes_const(V64I8, 32)) for piece in pieces]
     sc = b.sitofp(_load_i8(b, p, SC_AT, V16I8), VF16)
     scd = b.fmul(sc, splat(b, load_f16_as_f32(b, p, D_AT), 16))
