@@ -22,6 +22,7 @@ from typing import Any
 
 from mtpdec.draft import check_draft_name
 from mtpdec.draft.setup import (
+    AUTO_MAX_N,
     check_drafter,
     decode_steps,
     default_drafter,
@@ -63,6 +64,24 @@ def check_ctx(ctx: int | None, n_ctx_train: int) -> int:
     if ctx > n_ctx_train:
         raise MtpdecError(f"--ctx {ctx} exceeds the model's training context of {n_ctx_train}")
     return ctx
+
+
+def plan_memory(
+    model_path: Path, ctx: int | None, activations: str, dense_budget: int, snapshot_slots: int
+) -> dict[str, int]:
+    """Bytes a run will take (state for --ctx, weight copies), from the file's header
+    alone: MtpdecError naming the option to lower, before anything is allocated, when
+    they exceed the available memory (``mtpdec.memory``)."""
+    from mtpdec.loader import open_gguf
+    from mtpdec.memory import check_plan_fits, state_nbytes, weights_nbytes
+
+    with open_gguf(model_path) as f:
+        n_ctx = check_ctx(ctx, int(f.config.context_length))  # type: ignore[attr-defined]
+        plan = state_nbytes(f.config, n_ctx, snapshot_slots)
+        check_plan_fits(plan, n_ctx)  # first without the kernels' (slow) imports
+        plan |= weights_nbytes(f, activations, dense_budget)
+    check_plan_fits(plan, n_ctx)
+    return plan
 
 
 @contextlib.contextmanager
@@ -129,6 +148,9 @@ def run_generate(
     from mtpdec.models.layers import DENSE_MIN_ROWS
     from mtpdec.settings import apply_threads
 
+    draft_n = parse_draft_n(opts.draft_n)
+    slots = AUTO_MAX_N if draft_n is None else draft_n
+    memory = plan_memory(model_path, opts.ctx, opts.activations, opts.prefill_mib << 20, slots)
     timings = Timings()
     with _spinner(f"loading {model_path}") as status:
         t0 = time.perf_counter()
@@ -148,7 +170,6 @@ def run_generate(
         # dense prefill weights only pay off for prompts that take the batched path
         timings.compile_s = model.compile(dense=len(prompt_ids) >= DENSE_MIN_ROWS)
         draft = opts.draft or default_drafter(model)
-        draft_n = parse_draft_n(opts.draft_n)
         policy = None
         if draft != "none":
             check_drafter(draft, model)
@@ -197,6 +218,7 @@ def run_generate(
     if opts.as_json:
         result = result_json(model_path, model, text, prompt_ids, out_ids, sampler, n_ctx, stop)
         result["stats"] = timings.as_dict()
+        result["memory_plan_bytes"] = memory
         result["draft"] = {"drafter": draft, "draft_n": opts.draft_n} | spec.as_dict()
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:

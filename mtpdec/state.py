@@ -30,6 +30,11 @@ class KVCache:
         self.k = np.zeros((n_kv, n_ctx, hd_k), dtype=F32)
         self.v = np.zeros((n_kv, n_ctx, hd_v), dtype=F32)
 
+    @staticmethod
+    def nbytes(n_kv: int, n_ctx: int, hd_k: int, hd_v: int) -> int:
+        """Bytes the constructor allocates."""
+        return 4 * n_kv * n_ctx * (hd_k + hd_v)
+
     def write(self, start: int, k: np.ndarray, v: np.ndarray) -> None:
         """Store k (n, n_kv, hd_k) and v (n, n_kv, hd_v) at positions start..start+n-1."""
         n = k.shape[0]
@@ -57,6 +62,11 @@ class RecurrentState:
         self.conv = np.zeros((taps - 1, channels), dtype=F32)
         self.ring_conv = np.zeros((slots, taps - 1, channels), dtype=F32)
         self.taken = 0
+
+    @staticmethod
+    def nbytes(h_v: int, d: int, taps: int, channels: int, slots: int = 0) -> int:
+        """Bytes the constructor allocates (the alignment pad aside)."""
+        return 4 * ((slots + 1) * h_v * d * d + (slots + 1) * (taps - 1) * channels)
 
     @property
     def slots(self) -> int:

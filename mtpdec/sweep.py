@@ -105,8 +105,9 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
         greedy_reference,
         make_policy,
     )
-    from mtpdec.generate import check_ctx
+    from mtpdec.generate import check_ctx, plan_memory
     from mtpdec.models import load_model
+    from mtpdec.models.base import DEFAULT_DENSE_BUDGET
     from mtpdec.sampling import Sampler
     from mtpdec.settings import apply_threads
 
@@ -123,6 +124,8 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
     if opts.plot_path is not None:
         _check_matplotlib()
 
+    slots = max(AUTO_MAX_N if n is None else n for n in ns)
+    memory = plan_memory(model_path, opts.ctx, opts.activations, DEFAULT_DENSE_BUDGET, slots)
     console = Console(stderr=True)
     with console.status(f"loading {model_path}"):
         model = load_model(model_path, activations=opts.activations)
@@ -193,7 +196,8 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
     records = _records(cells, model, draft, opts)
     _print_table(records, model_path, draft, opts)
     if opts.json_path is not None:
-        opts.json_path.write_text(json.dumps({"records": records}, indent=2))
+        out = {"records": records, "memory_plan_bytes": memory}
+        opts.json_path.write_text(json.dumps(out, indent=2))
     if opts.plot_path is not None:
         _plot(records, opts.plot_path, model_path, draft)
 

@@ -11,6 +11,7 @@ from fakes import BOS, EOS, FakeModel
 from ggufs import write_gguf
 from typer.testing import CliRunner
 
+import mtpdec.generate
 import mtpdec.models
 from mtpdec.cli import app
 
@@ -34,6 +35,8 @@ def one_line_error(result, message: str) -> None:
 def fake(monkeypatch) -> FakeModel:
     model = FakeModel(script=[*TEXT.encode(), EOS, 65, 66])
     monkeypatch.setattr(mtpdec.models, "load_model", lambda path, **_: model, raising=False)
+    # no file to plan from (the plan is tested in test_memory.py)
+    monkeypatch.setattr(mtpdec.generate, "plan_memory", lambda *args: {"kv_cache": 0})
     return model
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from gguf_mutants import rebuild, scan
 from ggufs import QT, gemma3_tiny, qwen35_tiny, write_gguf
 from typer.testing import CliRunner
 
@@ -84,6 +85,46 @@ def _patched(fn: Callable[[Path], None], base: BadCase | None = None) -> BadCase
     return make
 
 
+def _field_after(path: Path, key: str, skip: int = 0) -> int:
+    """Byte offset just after a length-prefixed string (metadata key or tensor name),
+    plus ``skip`` bytes."""
+    data = path.read_bytes()
+    tag = struct.pack("<Q", len(key)) + key.encode()
+    assert data.count(tag) == 1, key
+    return data.index(tag) + len(tag) + skip
+
+
+def _set_u32(key: str, value: int, skip: int = 0) -> Callable[[Path], None]:
+    return lambda p: _set(p, _field_after(p, key, skip), struct.pack("<I", value))
+
+
+def _set_u64(key: str, value: int, skip: int = 0) -> Callable[[Path], None]:
+    return lambda p: _set(p, _field_after(p, key, skip), struct.pack("<Q", value))
+
+
+def _regrouped(kind: str, which: int) -> Callable[[Path], None]:
+    """Repeat metadata pair / tensor info ``which`` right after itself."""
+
+    def fn(path: Path) -> None:
+        data = path.read_bytes()
+        lay = scan(data)
+        kv = [data[a:b] for a, b in lay.kv]
+        tensors = [data[a:b] for a, b in lay.tensors]
+        target = kv if kind == "kv" else tensors
+        target.insert(which, target[which])
+        path.write_bytes(rebuild(data, lay, kv, tensors))
+
+    return fn
+
+
+def _misaligned(path: Path) -> None:
+    data = path.read_bytes()
+    at = scan(data).offsets[3]
+    (old,) = struct.unpack_from("<Q", data, at)
+    _set(path, at, struct.pack("<Q", old + 4))
+
+
+FFN_DOWN_0 = "blk.0.ffn_down.weight"
 BAD: dict[str, tuple[BadCase, str]] = {
     "not_gguf": (lambda t: _write(t / "x.gguf", b"PK\x03\x04" + bytes(100)), "not a GGUF file"),
     "empty": (lambda t: _write(t / "x.gguf", b""), "not a GGUF file"),
@@ -130,6 +171,63 @@ BAD: dict[str, tuple[BadCase, str]] = {
     "missing_ssm_key": (
         _variant("qwen35", drop_kv=["qwen35.ssm.state_size"]),
         "missing required metadata key 'qwen35.ssm.state_size'",
+    ),
+    "big_endian": (
+        _patched(lambda p: _set(p, 4, b"\x00\x00\x00\x03")),
+        "big-endian GGUF files are not supported",
+    ),
+    "duplicate_key": (_patched(_regrouped("kv", 3)), "duplicate metadata key"),
+    "duplicate_tensor": (_patched(_regrouped("tensors", 5)), "duplicate tensor"),
+    "alignment_not_power_of_two": (
+        _variant(kv={"general.alignment": 48}),
+        "general.alignment 48 is not a power of two",
+    ),
+    "misaligned_offset": (_patched(_misaligned), "is not aligned to 32"),
+    "n_dims": (_patched(_set_u32(FFN_DOWN_0, 5)), f"tensor '{FFN_DOWN_0}' has 5 dimensions"),
+    "no_dims": (_patched(_set_u32(FFN_DOWN_0, 0)), f"tensor '{FFN_DOWN_0}' has 0 dimensions"),
+    "unknown_value_type": (
+        _patched(_set_u32("gemma3.block_count", 13)),
+        "metadata key 'gemma3.block_count' has unknown value type 13",
+    ),
+    "unknown_array_type": (
+        _patched(_set_u32("tokenizer.ggml.tokens", 13, skip=4)),
+        "metadata key 'tokenizer.ggml.tokens' has unknown array type 13",
+    ),
+    "partial_block": (
+        _patched(_set_u64(FFN_DOWN_0, 80, skip=4), _variant(types={FFN_DOWN_0: QT.Q8_0})),
+        f"tensor '{FFN_DOWN_0}' row length 80 is not a multiple of the Q8_0 block (32)",
+    ),
+    "key_length_past_the_end": (
+        _patched(lambda p: _set(p, 24, struct.pack("<Q", 2**64 - 1))),
+        "truncated file",
+    ),
+    "string_length_past_the_end": (  # the 2nd token's length: inside a skipped array
+        _patched(_set_u64("t0", 2**64 - 1)),
+        "truncated file",
+    ),
+    "dimension_past_the_end": (
+        _patched(_set_u64(FFN_DOWN_0, 2**63, skip=4 + 8)),
+        f"truncated file: tensor '{FFN_DOWN_0}' data ends at byte",
+    ),
+    "per_layer_values": (
+        _variant(kv={"gemma3.feed_forward_length": [96, 96, 80, 96, 96, 96]}),
+        "per-layer values of 'gemma3.feed_forward_length' are not supported",
+    ),
+    "non_integer_metadata": (
+        _variant(kv={"gemma3.block_count": "six"}),
+        "metadata key 'gemma3.block_count' is not an integer: 'six'",
+    ),
+    "block_count_too_large": (
+        _variant(kv={"gemma3.block_count": 600}),
+        "metadata block_count 600 is not within 1..512",
+    ),
+    "non_finite_metadata": (
+        _variant(kv={"gemma3.attention.layer_norm_rms_epsilon": float("nan")}),
+        "metadata key 'gemma3.attention.layer_norm_rms_epsilon' is not a finite number",
+    ),
+    "zero_rope_base": (
+        _variant(kv={"gemma3.rope.freq_base": 0.0}),
+        "metadata key 'gemma3.rope.freq_base' must be positive, got 0.0",
     ),
     "inconsistent_heads": (
         _variant(kv={"gemma3.attention.head_count_kv": 3}),

@@ -457,6 +457,26 @@ def test_spm_merger_is_greedy_over_the_whole_fragment():
             },
             "tokenizer.ggml.scores has 1 numeric entries",
         ),
+        (  # as the reader keeps bytes that are not UTF-8 (surrogate escapes)
+            {
+                "tokenizer.ggml.model": "gpt2",
+                "tokenizer.ggml.tokens": ["a", "b\udcff", "ab"],
+                "tokenizer.ggml.merges": ["a b"],
+            },
+            r"tokenizer.ggml.tokens\[1\] is not valid UTF-8",
+        ),
+        (
+            {
+                "tokenizer.ggml.model": "gpt2",
+                "tokenizer.ggml.tokens": ["a", "b", "ab"],
+                "tokenizer.ggml.merges": ["a b", "\udce2 b"],
+            },
+            r"tokenizer.ggml.merges\[1\] is not valid UTF-8",
+        ),
+        (
+            {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": [[1, 2], "b"]},
+            "tokenizer.ggml.tokens is not an array of strings",
+        ),
     ],
 )
 def test_bad_metadata_is_one_line_error(kv, message):

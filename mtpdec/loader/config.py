@@ -9,6 +9,7 @@ shapes follow llama.cpp (src/llama-arch.cpp, src/models/*.cpp).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -25,6 +26,7 @@ SLIDING = "sliding"  # sliding-window (local) attention
 MTP = "mtp"  # NextN / multi-token-prediction block
 
 _REQUIRED: Any = object()
+MAX_LAYERS = 512  # llama.cpp's LLAMA_MAX_LAYERS
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,22 @@ class Meta:
 
     def float(self, name: str, default: Any = _REQUIRED) -> float:
         v = self._raw(name, default)
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise self.fail(f"metadata key {self.key(name)!r} is not a number: {v!r}")
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise self.fail(f"metadata key {self.key(name)!r} is not a finite number: {v!r}")
         return float(v)
+
+    def positive_float(self, name: str, default: Any = _REQUIRED) -> float:
+        v = self.float(name, default)
+        if v <= 0:
+            raise self.fail(f"metadata key {self.key(name)!r} must be positive, got {v!r}")
+        return v
+
+    def block_count(self) -> int:
+        """``block_count``, 1..MAX_LAYERS."""
+        n = self.int("block_count")
+        if not 1 <= n <= MAX_LAYERS:
+            raise self.fail(f"metadata block_count {n} is not within 1..{MAX_LAYERS}")
+        return n
 
     def str(self, name: str, default: Any = _REQUIRED) -> str:
         v = self._raw(name, default)

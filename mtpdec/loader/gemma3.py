@@ -58,7 +58,7 @@ class Gemma3Config:
     @classmethod
     def from_gguf(cls, f: GGUFFile) -> Gemma3Config:
         m = Meta(f, cls.architecture)
-        n_embd, n_layer = m.int("embedding_length"), m.int("block_count")
+        n_embd, n_layer = m.int("embedding_length"), m.block_count()
         n_head = m.int("attention.head_count")
         m.positive(embedding_length=n_embd, block_count=n_layer, head_count=n_head)
         n_head_kv = m.int("attention.head_count_kv", n_head)
@@ -90,8 +90,8 @@ class Gemma3Config:
             head_dim_k=head_dim_k,
             head_dim_v=head_dim_v,
             rms_eps=m.float("attention.layer_norm_rms_epsilon"),
-            rope_freq_base=m.float("rope.freq_base", 10000.0),
-            rope_freq_base_swa=m.float("rope.freq_base_swa", 10000.0),
+            rope_freq_base=m.positive_float("rope.freq_base", 10000.0),
+            rope_freq_base_swa=m.positive_float("rope.freq_base_swa", 10000.0),
             rope_freq_scale=rope_freq_scale(m),
             sliding_window=max(window, 0),
             context_length=m.int("context_length"),

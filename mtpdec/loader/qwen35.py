@@ -74,7 +74,7 @@ class Qwen35Config:
     def from_gguf(cls, f: GGUFFile) -> Qwen35Config:
         m = Meta(f, cls.architecture)
         n_embd = m.int("embedding_length")
-        n_layer = m.int("block_count")
+        n_layer = m.block_count()
         n_mtp = m.int("nextn_predict_layers", 0)
         n_head = m.int("attention.head_count")
         head_dim = m.int("attention.key_length", n_embd // max(n_head, 1))
@@ -124,7 +124,7 @@ class Qwen35Config:
             n_head_kv=n_head_kv,
             head_dim=head_dim,
             n_rot=n_rot,
-            rope_freq_base=m.float("rope.freq_base", 10000.0),
+            rope_freq_base=m.positive_float("rope.freq_base", 10000.0),
             rope_freq_scale=rope_freq_scale(m),
             rope_sections=m.ints("rope.dimension_sections", 4) or (),
             rms_eps=m.float("attention.layer_norm_rms_epsilon"),

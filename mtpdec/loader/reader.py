@@ -129,12 +129,11 @@ class _Cursor:
     def skip_strings(self, count: int) -> None:
         """Step over ``count`` strings: one length read per item, no decoding."""
         self.need(8 * count)  # each item has at least its length
-        buf, off = self.buf, self.off
-        try:
-            for _ in range(count):
-                off += 8 + _U64(buf, off)[0]  # struct.error once off runs past the end
-        except struct.error:
-            raise _Truncated from None
+        buf, off, last = self.buf, self.off, self.size - 8
+        for _ in range(count):
+            if off > last:  # (a length can be up to 2**64 - 1: check before reading)
+                raise _Truncated
+            off += 8 + _U64(buf, off)[0]
         self.off = off
         self.need(0)
 

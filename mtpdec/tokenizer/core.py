@@ -20,6 +20,7 @@ from mtpdec.tokenizer.vocab import (
     SpecialMatcher,
     Vocab,
     read_vocab,
+    string_array,
 )
 
 _SPACE_MARK = "\u2581"  # ▁, SentencePiece's space
@@ -178,9 +179,10 @@ def _spm_piece(text: str) -> bytes:
 
 def _bpe_encoder(vocab: Vocab, f: Metadata) -> FragmentEncoder:
     """Encode one BPE fragment with a ``tokenizers`` pipeline built from the file's merges."""
-    merges = f.get("tokenizer.ggml.merges")
-    if not isinstance(merges, list):
+    merges = string_array(f, "merges", utf8=True)
+    if merges is None:
         raise MtpdecError(f"{f.path}: no tokenizer.ggml.merges string array in the metadata")
+    string_array(f, "tokens", utf8=True)  # the ``tokenizers`` library takes UTF-8 only
     hf = bpe.build_bpe(vocab.ids, merges, vocab.pre, f.path)
 
     def encode(text: str, _after_special: bool) -> list[int]:

@@ -149,9 +149,37 @@ def read_vocab(meta: Metadata) -> Vocab:
     return vocab
 
 
+def string_array(meta: Metadata, name: str, utf8: bool = False) -> list[str] | None:
+    """The metadata string array ``tokenizer.ggml.<name>`` (None when absent);
+    MtpdecError when it holds anything but strings or, with ``utf8``, an entry that is
+    not valid UTF-8 (the reader keeps such bytes as surrogate escapes)."""
+    value = meta.get(_key(name))
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise MtpdecError(f"{meta.path}: {_key(name)} is not an array of strings")
+    if utf8:
+        try:
+            "".join(value).encode("utf-8")
+        except UnicodeEncodeError:
+            bad = next(i for i, v in enumerate(value) if _surrogates(v))
+            raise MtpdecError(
+                f"{meta.path}: {_key(name)}[{bad}] is not valid UTF-8 ({value[bad]!r})"
+            ) from None
+    return value
+
+
+def _surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _tokens(meta: Metadata) -> list[str]:
-    tokens = meta.get(_key("tokens"))
-    if not isinstance(tokens, list) or not tokens:
+    tokens = string_array(meta, "tokens")
+    if not tokens:
         raise MtpdecError(f"{meta.path}: no {_key('tokens')} string array in the metadata")
     if "" in tokens:  # llama.cpp renames empty texts so that every text maps to one id
         tokens = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
