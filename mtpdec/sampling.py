@@ -35,7 +35,9 @@ def check_sampling(temp: float, top_k: int, top_p: float, seed: int | None) -> N
         raise MtpdecError(f"--seed must be in [0, 2^64), got {seed}")
 
 
-_TOP_P_FIRST = 1024  # candidates tried before sorting the whole vocabulary
+NUCLEUS_FLOOR = 1e-4  # peaked rows: the nucleus is among tokens this close to the largest
+NUCLEUS_BINS_PER_UNIT = 8  # log-probability bins of width 1/8 for the nucleus search
+NUCLEUS_BINS = 8 * 64  # the last bin holds everything below exp(-64) of the largest
 
 
 class Sampler:
@@ -75,53 +77,75 @@ class Sampler:
             return int(np.argmax(logits))
         ids, p = self._support(logits)
         cdf = np.cumsum(p)
-        i = int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right"))
-        return int(ids[min(i, ids.size - 1)])
+        i = min(int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right")), p.size - 1)
+        return i if ids is None else int(ids[i])
 
     def probs(self, logits: np.ndarray) -> np.ndarray:
         """float64 (n_vocab,): the probability ``pick`` gives each token (sums to 1)."""
+        if not self.greedy:
+            ids, p = self._support(logits)
+            if ids is None:
+                return p
         out = np.zeros(np.shape(logits)[-1], dtype=np.float64)
         if self.greedy:
             out[int(np.argmax(logits))] = 1.0
         else:
-            ids, p = self._support(logits)
             out[ids] = p
         return out
 
-    def _top_p_candidates(self, x: np.ndarray, top: float) -> np.ndarray:
-        """Token ids by falling probability (ties to the lower id), cut to a prefix that
-        holds at least top_p of the mass: the 1024 largest when they do (no full sort of
-        a 262K vocabulary), else all."""
-        n = min(x.size, _TOP_P_FIRST)
-        kth = np.partition(x, x.size - n)[x.size - n]
-        ids = np.flatnonzero(x >= kth)  # a prefix of the full order, ties included
-        ids = ids[np.argsort(-x[ids], kind="stable")]
-        if ids.size < x.size:
-            mass = np.exp(x[ids] - top).sum() / np.exp(x - top).sum()
-            if mass < self.top_p:
-                ids = np.argsort(-x, kind="stable")
-        return ids
+    def _nucleus(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """The top-p candidates of log-probabilities x (float64, max 0): (ids,
+        exp(x[ids]), sum of exp(x)). ids are a prefix of the vocabulary by falling
+        probability (ties to the lower id) holding at least top_p of the mass; its order
+        is that one, except that tokens of different log-probability bins (below) may be
+        in id order. No sort of the whole vocabulary:
 
-    def _support(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(token ids, normalized float64 probabilities) of the tokens that can be picked,
-        most likely first when top-k or top-p is set, else in id order."""
-        x = np.asarray(logits, dtype=np.float64)
+        - the tokens at least NUCLEUS_FLOOR of the largest are such a prefix when they
+          hold the mass (a peaked distribution): only they are sorted;
+        - else tokens are binned by -x (width 1 / NUCLEUS_BINS_PER_UNIT): every token of
+          the bins before the one where the binned mass reaches top_p is in the
+          nucleus, and only that bin's tokens are sorted.
+        """
+        e = np.exp(x)
+        total = float(e.sum())
+        target = self.top_p * total
+        ids = np.flatnonzero(e >= NUCLEUS_FLOOR)
+        if e[ids].sum() >= target:
+            ids = ids[np.argsort(-e[ids], kind="stable")]
+            return ids, e[ids], total
+        bins = np.minimum(-x * NUCLEUS_BINS_PER_UNIT, NUCLEUS_BINS - 1).astype(np.intp)
+        mass = np.cumsum(np.bincount(bins, weights=e, minlength=NUCLEUS_BINS))
+        edge = min(int(np.searchsorted(mass, target, side="left")), NUCLEUS_BINS - 1)
+        inside = np.flatnonzero(bins < edge)
+        last = np.flatnonzero(bins == edge)
+        ids = np.concatenate([inside, last[np.argsort(-e[last], kind="stable")]])
+        return ids, e[ids], total
+
+    def _support(self, logits: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(token ids, normalized float64 probabilities) of the tokens that can be picked:
+        most likely first with top-k, in ``_nucleus`` order with top-p; (None, all
+        n_vocab probabilities) when neither is set."""
+        x = np.array(logits, dtype=np.float64)  # a copy: worked on in place
         if x.ndim != 1 or x.size == 0:
             raise MtpdecError(f"logits must be one non-empty row, got shape {x.shape}")
-        x = x / self.temp
+        np.divide(x, self.temp, out=x)
         top = float(x.max())
         if not math.isfinite(top):
             raise MtpdecError(f"logits are not finite (max {top})")
-        ids = np.arange(x.size)
         if 0 < self.top_k < x.size:
             # k largest, ties to the lower id: a stable sort of -x over the candidates
             kth = np.partition(x, x.size - self.top_k)[x.size - self.top_k]
             ids = np.flatnonzero(x >= kth)
             ids = ids[np.argsort(-x[ids], kind="stable")][: self.top_k]
-        elif self.top_p < 1.0:
-            ids = self._top_p_candidates(x, top)
-        p = np.exp(x[ids] - top)
-        p /= p.sum() if ids.size == x.size or self.top_k else np.exp(x - top).sum()
+            p = np.exp(x[ids] - top)
+            p /= p.sum()
+        else:
+            np.subtract(x, top, out=x)
+            if self.top_p == 1.0:
+                e = np.exp(x, out=x)  # unnormalized: the largest is 1
+                return None, np.divide(e, e.sum(), out=e)
+            ids, e_ids, total = self._nucleus(x)
+            p = e_ids / total
         if self.top_p < 1.0:
             # keep tokens until the mass before them reaches top_p (at least one)
             keep = int(np.searchsorted(np.cumsum(p), self.top_p, side="left")) + 1

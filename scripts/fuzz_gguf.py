@@ -49,9 +49,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
         def progress(r) -> None:
+            while len(shown_live) < len(r.failures):
+                index, kind, what = r.failures[len(shown_live)]
+                shown_live.append(index)
+                print(f"failure: mutant {index} ({kind}): {what.splitlines()[0]}", file=sys.stderr)
             if r.tried % 1000 == 0:
                 print(f"{r.tried} tried, {len(r.failures)} failures", file=sys.stderr, flush=True)
 
+        shown_live: list[int] = []
         r = run_mutants(srcs, args.count, args.seed, args.workers, args.timeout, progress)
 
     kinds = sorted({k for k, _ in r.outcomes})

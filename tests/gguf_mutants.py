@@ -335,6 +335,8 @@ def run_mutants(
                     report.tried += 1
                     report.outcomes[kind, what.split(":")[0].split(" (")[0]] += 1
                     report.failures.append((index, kind, what))
+                    if progress:
+                        progress(report)
                 if todo:
                     p, conn = spawn()
                     feed(conn)

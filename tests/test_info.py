@@ -206,8 +206,14 @@ BAD: dict[str, tuple[BadCase, str]] = {
         "truncated file",
     ),
     "dimension_past_the_end": (
-        _patched(_set_u64(FFN_DOWN_0, 2**63, skip=4 + 8)),
+        _patched(_set_u64(FFN_DOWN_0, 2**39, skip=4 + 8)),
         f"truncated file: tensor '{FFN_DOWN_0}' data ends at byte",
+    ),
+    "empty_with_an_absurd_row": (
+        _patched(
+            lambda p: (_set_u64(FFN_DOWN_0, 2**62, skip=4)(p), _set_u64(FFN_DOWN_0, 0, 12)(p))
+        ),
+        f"tensor '{FFN_DOWN_0}' has a dimension of {2**62} (at most 2**40)",
     ),
     "per_layer_values": (
         _variant(kv={"gemma3.feed_forward_length": [96, 96, 80, 96, 96, 96]}),

@@ -33,6 +33,7 @@ MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 4
+MAX_DIM = 1 << 40  # elements along one dimension (an empty tensor can be 0 x anything)
 _HEADER = struct.Struct("<4sIQQ")
 
 # GGUF value types.
@@ -350,6 +351,8 @@ def _tensor(f: GGUFFile, name: str, ne: tuple[int, ...], type_id: int, offset: i
         elems, block_bytes = BLOCK_SIZES[GGMLType(type_id)]
     except ValueError:
         raise MtpdecError(f"{f.path}: tensor {name!r} has unknown GGML type id {type_id}") from None
+    if max(ne) > MAX_DIM:
+        raise MtpdecError(f"{f.path}: tensor {name!r} has a dimension of {max(ne)} (at most 2**40)")
     cols = ne[0]
     if cols % elems:
         raise MtpdecError(
