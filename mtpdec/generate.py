@@ -252,7 +252,7 @@ def result_json(
         "prompt": prompt,
         "prompt_ids": [int(t) for t in prompt_ids],
         "output_ids": [int(t) for t in out_ids],
-        "output": model.tokenizer.decode(out_ids),
+        "output": model.tokenizer.decode(out_ids, continuation=True),
         "stop": stop,
         "ctx": n_ctx,
         "threads": numba.get_num_threads(),

@@ -43,7 +43,7 @@ class FakeTokenizer:
     def token_bytes(self, tok: int) -> bytes:
         return bytes([tok]) if tok < 256 else b""
 
-    def decode(self, ids: Sequence[int]) -> str:
+    def decode(self, ids: Sequence[int], continuation: bool = False) -> str:
         return b"".join(self.token_bytes(t) for t in ids).decode("utf-8", errors="replace")
 
     def is_eog(self, tok: int) -> bool:

@@ -418,6 +418,14 @@ def test_spm_space_prefix():
     assert tok.token_bytes(ids["▁ab"]) == b" ab"
 
 
+def test_spm_continuation_keeps_its_first_space():
+    tok = Tokenizer.from_gguf(_spm_meta(add_space_prefix=True))
+    ids = [tok._vocab.ids["▁ab"], tok._vocab.ids["▁a"]]  # generated after some text
+    assert tok.decode(ids) == "ab a"  # a text of its own: the encoder's prefix removed
+    assert tok.decode(ids, continuation=True) == " ab a"
+    assert tok.decode(ids, continuation=True).encode() == b"".join(map(tok.token_bytes, ids))
+
+
 def test_spm_merger_ties_go_to_the_left_pair():
     ids = {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4}
     assert SpmMerger(ids, np.array([0, 0, 0, -1.0, -1.0])).merge("abc") == ["ab", "c"]

@@ -123,12 +123,14 @@ class Tokenizer:
                 return b"\x00"  # llama.cpp's strtol reads a malformed <0xXX> as 0
         return b""  # unused / undefined
 
-    def decode(self, ids: Sequence[int]) -> str:
+    def decode(self, ids: Sequence[int], continuation: bool = False) -> str:
         """Text of ``ids``, as llama.cpp's detokenize without specials: a leading BOS (and
         a trailing EOS when the model adds one) is dropped, control tokens give nothing.
         For SPM models that prefix a space when encoding (``add_space_prefix``), one
         leading space is removed, BOS or not (llama.cpp's C detokenizer keeps it after a
-        BOS, llama-cpp-python drops it). Invalid UTF-8 becomes U+FFFD.
+        BOS, llama-cpp-python drops it), unless ``continuation``: ids that follow other
+        text (generated tokens) keep their first space, as when streamed token by token.
+        Invalid UTF-8 becomes U+FFFD.
         """
         ids = list(ids)
         bos, eos = self._vocab.id_of("bos"), self._vocab.id_of("eos")
@@ -137,7 +139,8 @@ class Tokenizer:
         if ids and self.add_eos and ids[-1] == eos:
             ids = ids[:-1]
         data = b"".join(self.token_bytes(t) for t in ids)
-        if self._vocab.model == SPM and self._vocab.add_space_prefix and data[:1] == b" ":
+        prefixed = self._vocab.model == SPM and self._vocab.add_space_prefix
+        if prefixed and not continuation and data[:1] == b" ":
             data = data[1:]
         return data.decode("utf-8", errors="replace")
 
