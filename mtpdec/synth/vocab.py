@@ -18,6 +18,8 @@ import heapq
 from dataclasses import dataclass
 from itertools import pairwise
 
+from mtpdec.tokenizer.bpe import byte_chars
+
 # gguf.TokenType values (kept here so that the numbers are visible).
 TOKEN_NORMAL = 1
 TOKEN_CONTROL = 3
@@ -177,22 +179,13 @@ _PUNCT = (
 )
 
 
-@functools.cache
 def bytes_to_unicode() -> tuple[tuple[int, str], ...]:
-    """GPT-2's byte -> printable unicode map, as (byte, symbol) pairs in GPT-2's vocab order."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return tuple((b, chr(c)) for b, c in zip(bs, cs, strict=True))
+    """GPT-2's byte -> printable unicode map (``mtpdec.tokenizer.bpe.byte_chars``), as
+    (byte, symbol) pairs in GPT-2's vocab order: the bytes that stand for themselves,
+    then the others, each in byte order."""
+    chars = byte_chars()
+    own = [b for b in range(256) if ord(chars[b]) == b]
+    return tuple((b, chars[b]) for b in own + [b for b in range(256) if b not in own])
 
 
 def _byte_symbols() -> dict[int, str]:
