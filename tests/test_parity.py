@@ -79,7 +79,7 @@ class Criteria:
       choice within ``tie_factor * noise`` of its top-1, noise being the rms of the
       (mean-removed) difference of the two rows: a tie that rounding can flip.
     min_greedy: share of prompts whose free-running greedy continuation equals
-      llama.cpp's (None: reported only); every divergence must be such a near-tie.
+      llama.cpp's (None: no share asked); every divergence must be such a near-tie.
     """
 
     min_corr: float
@@ -351,9 +351,9 @@ def test_greedy_matches_llama_cpp(model_run: ModelRun):
         f"differ: {differ_text or 'none'}"
     )
     print(f"\n{text}")
-    if c.min_greedy is None:
-        pytest.skip(f"{model_run.case.name}: random weights give near-tied logits; {text}")
-    need = math.ceil(c.min_greedy * len(runs))
+    # random weights give near-tied logits: no count of equal prompts is asked of them,
+    # but every divergence must still be a near-tie
+    need = 0 if c.min_greedy is None else math.ceil(c.min_greedy * len(runs))
     assert n_same >= need, f"fewer than {need} equal: {text}"
     not_ties = [name for name, j, d in differ if d.gap[j] > c.tie_factor * d.noise[j]]
     assert not not_ties, f"divergences that are not near-ties {not_ties}: {text}"
