@@ -235,6 +235,50 @@ BAD: dict[str, tuple[BadCase, str]] = {
         _variant(kv={"gemma3.rope.freq_base": 0.0}),
         "metadata key 'gemma3.rope.freq_base' must be positive, got 0.0",
     ),
+    "non_string_metadata": (
+        _variant(kv={"gemma3.rope.scaling.type": 5}),
+        "metadata key 'gemma3.rope.scaling.type' is not a string: 5",
+    ),
+    "negative_rope_scaling": (
+        _variant(kv={"gemma3.rope.scaling.factor": -2.0}),
+        "rope scaling factor must be positive, got -2.0",
+    ),
+    "zero_width": (
+        _variant(kv={"gemma3.embedding_length": 0}),
+        "metadata embedding_length must be positive, got 0",
+    ),
+    "per_layer_array_length": (
+        _variant(kv={"gemma3.attention.sliding_window_pattern": [1, 1, 1, 1, 0]}),
+        "metadata key 'gemma3.attention.sliding_window_pattern' has 5 entries, expected 6",
+    ),
+    "no_token_embd": (
+        _variant(drop=["token_embd.weight"]),
+        "missing tensor 'token_embd.weight' required by gemma3",
+    ),
+    "token_embd_width": (
+        _variant(ne={"token_embd.weight": (32, 50)}),
+        "tensor 'token_embd.weight' has shape (50, 32), expected (n_vocab, 64)",
+    ),
+    "mtp_layers_too_many": (
+        _variant("qwen35", kv={"qwen35.nextn_predict_layers": 5}),
+        "nextn_predict_layers 5 must be below block_count 5",
+    ),
+    "value_length": (
+        _variant("qwen35", kv={"qwen35.attention.value_length": 16}),
+        "attention.value_length 16 != key_length 32",
+    ),
+    "ssm_inner_size": (
+        _variant("qwen35", kv={"qwen35.ssm.inner_size": 60}),
+        "ssm.inner_size 60 != time_step_rank * state_size 64",
+    ),
+    "odd_rope_dims": (
+        _variant("qwen35", kv={"qwen35.rope.dimension_count": 15}),
+        "rope.dimension_count 15 must be even and in 1..32",
+    ),
+    "non_integer_array": (
+        _variant("qwen35", kv={"qwen35.attention.recurrent_layers": "x"}),
+        "metadata key 'qwen35.attention.recurrent_layers' is not an integer array: 'x'",
+    ),
     "inconsistent_heads": (
         _variant(kv={"gemma3.attention.head_count_kv": 3}),
         "head_count 2 is not a multiple of attention.head_count_kv 3",

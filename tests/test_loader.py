@@ -128,6 +128,22 @@ def test_tiny_gemma_config(tiny_gemma):
         assert f.get("tokenizer.ggml.tokens")[:3] == ["t0", "t1", "t2"]
 
 
+@pytest.mark.parametrize(
+    "extra, kinds",
+    [
+        ({"gemma3.attention.sliding_window_pattern": [1, 0, 1, 1, 1, 0]},
+         (SLIDING, ATTENTION, SLIDING, SLIDING, SLIDING, ATTENTION)),
+        ({"gemma3.attention.sliding_window": 0}, (ATTENTION,) * 6),
+        ({"gemma3.feed_forward_length": [96] * 6}, (SLIDING,) * 5 + (ATTENTION,)),
+    ],
+)  # fmt: skip
+def test_gemma_layer_plan_from_arrays(tmp_path, extra, kinds):
+    """Per-layer metadata: a sliding pattern array, no window, equal per-layer values."""
+    kv, tensors = gemma3_tiny()
+    with open_gguf(write_gguf(tmp_path / "g.gguf", "gemma3", kv | extra, tensors)) as f:
+        assert f.config.layer_kinds == kinds and f.config.n_ff == 96
+
+
 def test_tiny_qwen35_config_and_data(tiny_qwen):
     ref = gguf.GGUFReader(tiny_qwen)
     with open_gguf(tiny_qwen) as f:
