@@ -75,10 +75,18 @@ class Sampler:
         """The next token id from float logits of shape (n_vocab,)."""
         if self.greedy:
             return int(np.argmax(logits))
+        if self.top_k == 0 and self.top_p == 1.0:  # the whole vocabulary, not normalized
+            x = self._scaled(logits)
+            cdf = np.cumsum(np.exp(x, out=x), out=x)
+            return self._draw(cdf)
         ids, p = self._support(logits)
-        cdf = np.cumsum(p)
-        i = min(int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right")), p.size - 1)
-        return i if ids is None else int(ids[i])
+        assert ids is not None
+        return int(ids[self._draw(np.cumsum(p))])
+
+    def _draw(self, cdf: np.ndarray) -> int:
+        """Index of a uniform draw over a (not normalized) cumulative distribution."""
+        i = int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right"))
+        return min(i, cdf.size - 1)
 
     def probs(self, logits: np.ndarray) -> np.ndarray:
         """float64 (n_vocab,): the probability ``pick`` gives each token (sums to 1)."""
@@ -121,17 +129,23 @@ class Sampler:
         ids = np.concatenate([inside, last[np.argsort(-e[last], kind="stable")]])
         return ids, e[ids], total
 
+    def _scaled(self, logits: np.ndarray) -> np.ndarray:
+        """float64 (logits - max) / temp: log-probabilities up to a constant, max 0."""
+        logits = np.asarray(logits)
+        if logits.ndim != 1 or logits.size == 0:
+            raise MtpdecError(f"logits must be one non-empty row, got shape {logits.shape}")
+        top = logits.max()
+        if not math.isfinite(top):
+            raise MtpdecError(f"logits are not finite (max {top})")
+        x = np.subtract(logits, top, dtype=np.float64)
+        return np.divide(x, self.temp, out=x)
+
     def _support(self, logits: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """(token ids, normalized float64 probabilities) of the tokens that can be picked:
         most likely first with top-k, in ``_nucleus`` order with top-p; (None, all
         n_vocab probabilities) when neither is set."""
-        x = np.array(logits, dtype=np.float64)  # a copy: worked on in place
-        if x.ndim != 1 or x.size == 0:
-            raise MtpdecError(f"logits must be one non-empty row, got shape {x.shape}")
-        np.divide(x, self.temp, out=x)
-        top = float(x.max())
-        if not math.isfinite(top):
-            raise MtpdecError(f"logits are not finite (max {top})")
+        x = self._scaled(logits)
+        top = 0.0
         if 0 < self.top_k < x.size:
             # k largest, ties to the lower id: a stable sort of -x over the candidates
             kth = np.partition(x, x.size - self.top_k)[x.size - self.top_k]

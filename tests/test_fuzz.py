@@ -9,18 +9,21 @@ import time
 from pathlib import Path
 
 import pytest
-from gguf_mutants import KINDS, fuzz_sources, run_mutants
+from gguf_mutants import KINDS, exercise, fuzz_sources, run_mutants
 
 SLICE = 600
 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> list[Path]:
-    return fuzz_sources(tmp_path_factory.mktemp("fuzz"))
+    paths = fuzz_sources(tmp_path_factory.mktemp("fuzz"))
+    for path in paths:  # compiles the kernels into Numba's disk cache for the workers
+        assert exercise(path) == "ok"
+    return paths
 
 
 def test_mutants_load_or_fail_with_one_line(sources):
-    report = run_mutants(sources, SLICE, seed=12345, workers=2, timeout=60)
+    report = run_mutants(sources, SLICE, seed=12345, workers=2, timeout=120)
     assert report.tried == SLICE
     assert report.failures == []
     kinds = {k for k, _ in report.outcomes}
