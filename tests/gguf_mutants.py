@@ -187,6 +187,7 @@ def fuzz_sources(workdir: Path) -> list[Path]:
     overrides = SynthOverrides(layers=4, n_embd=256, vocab=512, mtp=True)
     write_synth(qwen, "qwen35-tiny", seed=0, overrides=overrides, force=True, progress=False)
     kv, tensors = gemma3_tiny()
+    kv["tokenizer.ggml.model"] = "llama"  # so that mutants get as far as a forward
     types = {"blk.0.ffn_down.weight": QT.Q8_0, "blk.1.attn_q.weight": QT.Q8_0}
     return [qwen, write_gguf(workdir / "gemma3.gguf", "gemma3", kv, tensors, types)]
 
