@@ -231,6 +231,10 @@ BAD: dict[str, tuple[BadCase, str]] = {
         _variant(kv={"gemma3.attention.layer_norm_rms_epsilon": float("nan")}),
         "metadata key 'gemma3.attention.layer_norm_rms_epsilon' is not a finite number",
     ),
+    "zero_norm_epsilon": (
+        _variant(kv={"gemma3.attention.layer_norm_rms_epsilon": 0.0}),
+        "metadata key 'gemma3.attention.layer_norm_rms_epsilon' must be positive, got 0.0",
+    ),
     "zero_rope_base": (
         _variant(kv={"gemma3.rope.freq_base": 0.0}),
         "metadata key 'gemma3.rope.freq_base' must be positive, got 0.0",

@@ -89,7 +89,7 @@ class Gemma3Config:
             n_head_kv=n_head_kv,
             head_dim_k=head_dim_k,
             head_dim_v=head_dim_v,
-            rms_eps=m.float("attention.layer_norm_rms_epsilon"),
+            rms_eps=m.positive_float("attention.layer_norm_rms_epsilon"),
             rope_freq_base=m.positive_float("rope.freq_base", 10000.0),
             rope_freq_base_swa=m.positive_float("rope.freq_base_swa", 10000.0),
             rope_freq_scale=rope_freq_scale(m),

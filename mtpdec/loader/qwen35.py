@@ -127,7 +127,7 @@ class Qwen35Config:
             rope_freq_base=m.positive_float("rope.freq_base", 10000.0),
             rope_freq_scale=rope_freq_scale(m),
             rope_sections=m.ints("rope.dimension_sections", 4) or (),
-            rms_eps=m.float("attention.layer_norm_rms_epsilon"),
+            rms_eps=m.positive_float("attention.layer_norm_rms_epsilon"),
             context_length=m.int("context_length"),
             full_attention_interval=interval,
             ssm_conv_kernel=m.int("ssm.conv_kernel"),
