@@ -108,24 +108,25 @@ class Sampler:
         is that one, except that tokens of different log-probability bins (below) may be
         in id order. No sort of the whole vocabulary:
 
-        - the tokens at least NUCLEUS_FLOOR of the largest are such a prefix when they
-          hold the mass (a peaked distribution): only they are sorted;
-        - else tokens are binned by -x (width 1 / NUCLEUS_BINS_PER_UNIT): every token of
-          the bins before the one where the binned mass reaches top_p is in the
-          nucleus, and only that bin's tokens are sorted.
+        - the pool: the tokens at least NUCLEUS_FLOOR of the largest when they hold the
+          mass (a peaked distribution; they are such a prefix), else every token;
+        - the pool is binned by -x (width 1 / NUCLEUS_BINS_PER_UNIT): every token of the
+          bins before the one where the binned mass reaches top_p is in the nucleus, and
+          only that bin's tokens are sorted.
         """
         e = np.exp(x)
         total = float(e.sum())
         target = self.top_p * total
-        ids = np.flatnonzero(e >= NUCLEUS_FLOOR)
-        if e[ids].sum() >= target:
-            ids = ids[np.argsort(-e[ids], kind="stable")]
-            return ids, e[ids], total
-        bins = np.minimum(-x * NUCLEUS_BINS_PER_UNIT, NUCLEUS_BINS - 1).astype(np.intp)
-        mass = np.cumsum(np.bincount(bins, weights=e, minlength=NUCLEUS_BINS))
+        pool = np.flatnonzero(e >= NUCLEUS_FLOOR)
+        x_pool, e_pool = x[pool], e[pool]
+        if e_pool.sum() < target:
+            pool, x_pool, e_pool = None, x, e  # every token (no gathers)
+        bins = np.minimum(-x_pool * NUCLEUS_BINS_PER_UNIT, NUCLEUS_BINS - 1).astype(np.intp)
+        mass = np.cumsum(np.bincount(bins, weights=e_pool, minlength=NUCLEUS_BINS))
         edge = min(int(np.searchsorted(mass, target, side="left")), NUCLEUS_BINS - 1)
-        inside = np.flatnonzero(bins < edge)
-        last = np.flatnonzero(bins == edge)
+        inside, last = np.flatnonzero(bins < edge), np.flatnonzero(bins == edge)
+        if pool is not None:
+            inside, last = pool[inside], pool[last]
         ids = np.concatenate([inside, last[np.argsort(-e[last], kind="stable")]])
         return ids, e[ids], total
 
