@@ -72,25 +72,32 @@ _GELU_2C = F32(2 * 0.7978845608028654)  # 2 sqrt(2/pi)
 _GELU_A = F32(0.044715)
 
 
-def _exp_neg(x: np.ndarray) -> np.ndarray:
-    """exp(-x), with -x capped at 88 so that it stays finite (1 / (1 + e^88) ~ 0)."""
-    return np.exp(np.minimum(-x, F32(88.0)))
+def _one_plus_exp_neg(x: np.ndarray) -> np.ndarray:
+    """A new array 1 + exp(-x), with -x capped at 88 so that it stays finite
+    (1 / (1 + e^88) ~ 0); computed in place, one buffer."""
+    t = np.negative(x)
+    np.minimum(t, F32(88.0), out=t)
+    np.exp(t, out=t)
+    return np.add(t, _ONE, out=t)
 
 
 def _times(y: np.ndarray, mul: np.ndarray | None) -> np.ndarray:
-    return y if mul is None else y * np.asarray(mul, dtype=F32)
+    """y (a fresh buffer) times mul, in place."""
+    return y if mul is None else np.multiply(y, np.asarray(mul, dtype=F32), out=y)
 
 
 def sigmoid(x: np.ndarray, mul: np.ndarray | None = None) -> np.ndarray:
     """float32 1 / (1 + exp(-x)) (times ``mul`` of the same shape when given)."""
     x = np.ascontiguousarray(x, dtype=F32)
-    return _times(_ONE / (_ONE + _exp_neg(x)), mul)
+    t = _one_plus_exp_neg(x)
+    return _times(np.divide(_ONE, t, out=t), mul)
 
 
 def silu(x: np.ndarray, mul: np.ndarray | None = None) -> np.ndarray:
     """float32 x * sigmoid(x) (times ``mul`` of the same shape when given)."""
     x = np.ascontiguousarray(x, dtype=F32)
-    return _times(x / (_ONE + _exp_neg(x)), mul)
+    t = _one_plus_exp_neg(x)
+    return _times(np.divide(x, t, out=t), mul)
 
 
 def gelu(x: np.ndarray, mul: np.ndarray | None = None) -> np.ndarray:
@@ -100,7 +107,8 @@ def gelu(x: np.ndarray, mul: np.ndarray | None = None) -> np.ndarray:
     computes it exactly.)"""
     x = np.ascontiguousarray(x, dtype=F32)
     two_u = _GELU_2C * x * (_ONE + _GELU_A * x * x)
-    return _times(x / (_ONE + _exp_neg(two_u)), mul)
+    t = _one_plus_exp_neg(two_u)
+    return _times(np.divide(x, t, out=t), mul)
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
