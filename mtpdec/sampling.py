@@ -145,20 +145,18 @@ class Sampler:
         """(token ids, normalized float64 probabilities) of the tokens that can be picked:
         most likely first with top-k, in ``_nucleus`` order with top-p; (None, all
         n_vocab probabilities) when neither is set."""
-        x = self._scaled(logits)
-        top = 0.0
+        x = self._scaled(logits)  # max 0
         if 0 < self.top_k < x.size:
             # k largest, ties to the lower id: a stable sort of -x over the candidates
             kth = np.partition(x, x.size - self.top_k)[x.size - self.top_k]
             ids = np.flatnonzero(x >= kth)
             ids = ids[np.argsort(-x[ids], kind="stable")][: self.top_k]
-            p = np.exp(x[ids] - top)
+            p = np.exp(x[ids])
             p /= p.sum()
+        elif self.top_p == 1.0:
+            e = np.exp(x, out=x)  # unnormalized: the largest is 1
+            return None, np.divide(e, e.sum(), out=e)
         else:
-            np.subtract(x, top, out=x)
-            if self.top_p == 1.0:
-                e = np.exp(x, out=x)  # unnormalized: the largest is 1
-                return None, np.divide(e, e.sum(), out=e)
             ids, e_ids, total = self._nucleus(x)
             p = e_ids / total
         if self.top_p < 1.0:

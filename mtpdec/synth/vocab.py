@@ -179,6 +179,7 @@ _PUNCT = (
 )
 
 
+@functools.cache
 def bytes_to_unicode() -> tuple[tuple[int, str], ...]:
     """GPT-2's byte -> printable unicode map (``mtpdec.tokenizer.bpe.byte_chars``), as
     (byte, symbol) pairs in GPT-2's vocab order: the bytes that stand for themselves,
