@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from mtpdec.cpu.sampling import nucleus, scale
 from mtpdec.errors import MtpdecError
 
 
@@ -33,11 +34,6 @@ def check_sampling(temp: float, top_k: int, top_p: float, seed: int | None) -> N
         raise MtpdecError(f"--top-p must be in (0, 1] (1 = no limit), got {top_p}")
     if seed is not None and not 0 <= seed < 2**64:
         raise MtpdecError(f"--seed must be in [0, 2^64), got {seed}")
-
-
-NUCLEUS_FLOOR = 1e-4  # peaked rows: the nucleus is among tokens this close to the largest
-NUCLEUS_BINS_PER_UNIT = 8  # log-probability bins of width 1/8 for the nucleus search
-NUCLEUS_BINS = 8 * 64  # the last bin holds everything below exp(-64) of the largest
 
 
 class Sampler:
@@ -62,6 +58,9 @@ class Sampler:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
+        self._scratch = np.empty(0, np.float64)  # see _exp_scaled
+        self._bins = np.empty(0, np.uint16)
+        self._ids = np.empty(0, np.intp)
 
     @property
     def greedy(self) -> bool:
@@ -75,10 +74,10 @@ class Sampler:
         """The next token id from float logits of shape (n_vocab,)."""
         if self.greedy:
             return int(np.argmax(logits))
+        logits = np.asarray(logits)
         if self.top_k == 0 and self.top_p == 1.0:  # the whole vocabulary, not normalized
-            x = self._scaled(logits)
-            cdf = np.cumsum(np.exp(x, out=x), out=x)
-            return self._draw(cdf)
+            e = self._exp_scaled(logits, self._top(logits))
+            return self._draw(np.cumsum(e, out=e))
         ids, p = self._support(logits)
         assert ids is not None
         return int(ids[self._draw(np.cumsum(p))])
@@ -101,66 +100,52 @@ class Sampler:
             out[ids] = p
         return out
 
-    def _nucleus(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """The top-p candidates of log-probabilities x (float64, max 0): (ids,
-        exp(x[ids]), sum of exp(x)). ids are a prefix of the vocabulary by falling
-        probability (ties to the lower id) holding at least top_p of the mass; its order
-        is that one, except that tokens of different log-probability bins (below) may be
-        in id order. No sort of the whole vocabulary:
-
-        - the pool: the tokens at least NUCLEUS_FLOOR of the largest when they hold the
-          mass (a peaked distribution; they are such a prefix), else every token;
-        - the pool is binned by -x (width 1 / NUCLEUS_BINS_PER_UNIT): every token of the
-          bins before the one where the binned mass reaches top_p is in the nucleus, and
-          only that bin's tokens are sorted.
-        """
-        e = np.exp(x)
-        total = float(e.sum())
-        target = self.top_p * total
-        pool = np.flatnonzero(e >= NUCLEUS_FLOOR)
-        x_pool, e_pool = x[pool], e[pool]
-        if e_pool.sum() < target:
-            pool, x_pool, e_pool = None, x, e  # every token (no gathers)
-        bins = np.minimum(-x_pool * NUCLEUS_BINS_PER_UNIT, NUCLEUS_BINS - 1).astype(np.intp)
-        mass = np.cumsum(np.bincount(bins, weights=e_pool, minlength=NUCLEUS_BINS))
-        edge = min(int(np.searchsorted(mass, target, side="left")), NUCLEUS_BINS - 1)
-        inside, last = np.flatnonzero(bins < edge), np.flatnonzero(bins == edge)
-        if pool is not None:
-            inside, last = pool[inside], pool[last]
-        ids = np.concatenate([inside, last[np.argsort(-e[last], kind="stable")]])
-        return ids, e[ids], total
-
-    def _scaled(self, logits: np.ndarray) -> np.ndarray:
-        """float64 (logits - max) / temp: log-probabilities up to a constant, max 0."""
-        logits = np.asarray(logits)
+    def _top(self, logits: np.ndarray) -> float:
+        """The largest logit; MtpdecError unless logits are one non-empty row with a
+        finite maximum."""
         if logits.ndim != 1 or logits.size == 0:
             raise MtpdecError(f"logits must be one non-empty row, got shape {logits.shape}")
-        top = logits.max()
+        top = float(logits.max())
         if not math.isfinite(top):
             raise MtpdecError(f"logits are not finite (max {top})")
-        x = np.subtract(logits, top, dtype=np.float64)
-        return np.divide(x, self.temp, out=x)
+        return top
+
+    def _exp_scaled(self, logits: np.ndarray, top: float, binned: bool = False) -> np.ndarray:
+        """float64 exp((logits - top) / temp) in a scratch buffer reused by the next call
+        (no fresh pages per token): the unnormalized probabilities, the largest 1. With
+        ``binned``, ``self._bins`` holds each token's log-probability bin (see
+        ``mtpdec.cpu.sampling``)."""
+        if self._scratch.size != logits.size:
+            self._scratch = np.empty(logits.size, np.float64)
+            self._bins = np.empty(logits.size, np.uint16)
+            self._ids = np.empty(logits.size, np.intp)
+        x = self._scratch
+        scale(logits, top, self.temp, x, self._bins if binned else self._bins[:0])
+        return np.exp(x, out=x)
 
     def _support(self, logits: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """(token ids, normalized float64 probabilities) of the tokens that can be picked:
-        most likely first with top-k, in ``_nucleus`` order with top-p; (None, all
+        most likely first with top-k, in ``nucleus`` order with top-p alone; (None, all
         n_vocab probabilities) when neither is set."""
-        x = self._scaled(logits)  # max 0
-        if 0 < self.top_k < x.size:
-            # k largest, ties to the lower id: a stable sort of -x over the candidates
-            kth = np.partition(x, x.size - self.top_k)[x.size - self.top_k]
-            ids = np.flatnonzero(x >= kth)
-            ids = ids[np.argsort(-x[ids], kind="stable")][: self.top_k]
-            p = np.exp(x[ids])
+        logits = np.asarray(logits)
+        top = self._top(logits)
+        if 0 < self.top_k < logits.size:
+            # k largest, ties to the lower id: a stable sort over the candidates (the
+            # order of logits is the order of the probabilities)
+            kth = np.partition(logits, logits.size - self.top_k)[logits.size - self.top_k]
+            ids = np.flatnonzero(logits >= kth)
+            ids = ids[np.argsort(-logits[ids], kind="stable")][: self.top_k]
+            p = np.exp(np.subtract(logits[ids], top, dtype=np.float64) / self.temp)
             p /= p.sum()
-        elif self.top_p == 1.0:
-            e = np.exp(x, out=x)  # unnormalized: the largest is 1
-            return None, np.divide(e, e.sum(), out=e)
-        else:
-            ids, e_ids, total = self._nucleus(x)
-            p = e_ids / total
-        if self.top_p < 1.0:
-            # keep tokens until the mass before them reaches top_p (at least one)
-            keep = int(np.searchsorted(np.cumsum(p), self.top_p, side="left")) + 1
-            ids, p = ids[:keep], p[:keep] / p[:keep].sum()
-        return ids, p
+            if self.top_p < 1.0:
+                # keep tokens until the mass before them reaches top_p (at least one)
+                keep = int(np.searchsorted(np.cumsum(p), self.top_p, side="left")) + 1
+                ids, p = ids[:keep], p[:keep] / p[:keep].sum()
+            return ids, p
+        e = self._exp_scaled(logits, top, binned=self.top_p < 1.0)
+        if self.top_p == 1.0:
+            return None, e / e.sum()
+        count, _ = nucleus(e, self._bins, self.top_p, self._ids)
+        ids = self._ids[:count].copy()
+        p = e[ids]
+        return ids, p / p.sum()

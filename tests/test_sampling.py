@@ -131,3 +131,47 @@ def test_top_p_on_a_large_vocabulary_equals_a_full_sort(spread):
     got = sampler.probs(x)
     assert np.flatnonzero(got).tolist() == sorted(order[:keep].tolist())
     assert np.allclose(got, want, rtol=1e-9, atol=1e-15)
+
+
+def full_sort_top_p(x: np.ndarray, temp: float, top_p: float) -> np.ndarray:
+    """The top-p distribution by a stable sort of the whole vocabulary (the reference)."""
+    z = x.astype(np.float64) / temp
+    order = np.argsort(-z, kind="stable")
+    p = np.exp(z[order] - z.max())
+    p /= p.sum()
+    keep = int(np.searchsorted(np.cumsum(p), top_p, side="left")) + 1
+    want = np.zeros(x.size)
+    want[order[:keep]] = p[:keep] / p[:keep].sum()
+    return want
+
+
+@pytest.mark.parametrize("temp", [0.3, 1.5])
+@pytest.mark.parametrize("spread", [30.0, 2.0, 0.05])
+@pytest.mark.parametrize("top_p", [0.5, 0.99])
+def test_top_p_with_masked_tokens_equals_a_full_sort(temp, spread, top_p):
+    # masked (-inf) tokens, ties, and logits far below the top (the last bin)
+    rng = np.random.default_rng(int(spread * 10) + int(temp * 10))
+    x = (rng.standard_normal(50_000) * spread).astype(np.float32)
+    x[rng.integers(0, x.size, 2_000)] = -np.inf
+    x[rng.integers(0, x.size, 500)] = x[7]
+    x[rng.integers(0, x.size, 50)] = x.max() - 200.0
+    got = Sampler(temp=temp, top_p=top_p).probs(x)
+    want = full_sort_top_p(x, temp, top_p)
+    assert np.flatnonzero(got).tolist() == np.flatnonzero(want).tolist()
+    assert np.allclose(got, want, rtol=1e-9, atol=1e-15)
+
+
+def test_top_p_pick_follows_probs() -> None:
+    logits = np.log(np.array([0.3, 0.05, 0.25, 0.2, 0.2])).astype(np.float32)
+    s = Sampler(temp=1.0, top_p=0.7, seed=11)
+    p = s.probs(logits)
+    assert np.flatnonzero(p).tolist() == [0, 2, 3]  # of the tie 3, 4 the lower id
+    counts = np.bincount([s.pick(logits) for _ in range(20_000)], minlength=5)
+    np.testing.assert_allclose(counts / counts.sum(), p, atol=0.015)
+
+
+def test_one_sampler_serves_rows_of_different_sizes() -> None:
+    s = Sampler(temp=1.0, top_p=0.9, seed=0)  # its scratch buffers follow the row size
+    for n in (10, 1000, 10):
+        x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+        np.testing.assert_allclose(s.probs(x), full_sort_top_p(x, 1.0, 0.9), rtol=1e-9)

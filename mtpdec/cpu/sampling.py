@@ -1,0 +1,82 @@
+"""Sampling passes over one logits row: scaling, and the top-p (nucleus) candidates in
+linear passes with no sort of the whole vocabulary.
+
+``scale(logits, top, temp, x, bins)``: x = (logits - top) / temp in float64 (the log
+probabilities up to a constant, max 0), and, when ``bins`` is not empty, each token's
+log-probability bin ``min(int(-x * BINS_PER_UNIT), BINS - 1)`` (width 1/8; the last bin
+holds everything farther, -inf included). Bins are monotone in x: an earlier bin is
+more likely.
+
+``nucleus(e, bins, top_p, ids)``: e = exp(x) (unnormalized, the largest 1); ``ids``
+intp scratch of e's size; returns (count, total) with ``ids[:count]`` the nucleus and
+total = sum of e. The nucleus is the shortest prefix of the tokens by falling
+probability (ties to the lower id) whose mass reaches ``top_p * total``: every token of
+the bins before the one where the binned mass reaches the target (those first, in id
+order), then that bin's tokens, the only ones sorted, by falling probability until the
+mass is reached.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+BINS_PER_UNIT = 8.0
+BINS = 8 * 64  # the last bin holds everything below exp(-64) of the largest
+LANES = 4  # partial histograms, so that runs of one bin do not chain their additions
+
+
+@njit(cache=True, nogil=True)
+def scale(logits, top, temp, x, bins):  # pragma: no cover - compiled
+    inv = 1.0 / temp
+    if bins.size:
+        for i in range(logits.size):
+            d = top - np.float64(logits[i])
+            x[i] = -(d * inv)
+            bins[i] = np.uint16(min(d * (inv * BINS_PER_UNIT), BINS - 1.0))
+    else:
+        for i in range(logits.size):
+            x[i] = (np.float64(logits[i]) - top) * inv
+
+
+@njit(cache=True, nogil=True)
+def nucleus(e, bins, top_p, ids):  # pragma: no cover - compiled
+    n = e.size
+    lanes = np.zeros((LANES, BINS), np.float64)
+    whole = n - n % LANES
+    for i in range(0, whole, LANES):
+        for j in range(LANES):
+            lanes[j, bins[i + j]] += e[i + j]
+    for i in range(whole, n):
+        lanes[0, bins[i]] += e[i]
+    mass = lanes.sum(axis=0)
+    total = mass.sum()
+    target = top_p * total
+    edge, before = BINS - 1, 0.0
+    for b in range(BINS):
+        if before + mass[b] >= target:
+            edge = b
+            break
+        before += mass[b]
+    inside, last = 0, n  # earlier bins fill ids from the front, the edge bin from the back
+    for i in range(n):
+        b = bins[i]
+        if b < edge:
+            ids[inside] = i
+            inside += 1
+        elif b == edge:
+            last -= 1
+            ids[last] = i
+    tail = ids[last:][::-1].copy()  # the edge bin in id order, then by falling e (stable)
+    tail = tail[np.argsort(-e[tail], kind="mergesort")]
+    acc = 0.0
+    for k in range(inside):
+        acc += e[ids[k]]
+    count = inside
+    for k in range(tail.size):
+        if acc >= target and count > 0:
+            break
+        ids[count] = tail[k]
+        acc += e[tail[k]]
+        count += 1
+    return count, total
