@@ -133,3 +133,24 @@ def test_released_file_pages_read_back_the_same_and_copies_are_left_alone(tmp_pa
     own = data.copy()
     assert not mapped_file(own) and not release_pages(own)
     assert np.array_equal(own, data)
+
+
+def test_a_tied_head_keeps_the_file_pages_the_embedding_lookup_reads(gemma_path, monkeypatch):
+    """Repacked matrices give their file pages back, except the LM head tied to
+    token_embd: every new token id reads its row from the file."""
+    import mtpdec.loader.pages as pages
+    from mtpdec.models import load_model
+
+    released: list[tuple[int, int]] = []
+
+    def record(arr: np.ndarray) -> bool:
+        released.append((arr.ctypes.data, arr.ctypes.data + arr.nbytes))
+        return True
+
+    monkeypatch.setattr(pages, "release_pages", record)
+    model = load_model(gemma_path)
+    embd = model.embd.raw
+    start, end = embd.ctypes.data, embd.ctypes.data + embd.nbytes
+    assert model.head.w is model.embd and model.head.kernel.keep_file_pages
+    assert released, "the trunk's repacked matrices give their pages back"
+    assert all(hi <= start or lo >= end for lo, hi in released)

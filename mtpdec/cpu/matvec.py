@@ -132,15 +132,22 @@ class MatVec:
     instruction path (``mtpdec.cpu.isa``; default: the host's widest). ``repack``: in q8
     mode, copy a Q4_K, Q8_0, Q5_0 or Q4_0 matrix once into interleaved groups of 8 rows,
     a Q6_K matrix into word order (``mtpdec.cpu.repack``: RAM equal to the matrix, much
-    less work per input; the file pages it came from are given back); the rows % 8
-    leftover rows of a grouped matrix stay in the plain layout.
+    less work per input; the file pages it came from are given back, unless
+    ``keep_file_pages``: a tied LM head, whose file rows the embedding lookup still reads);
+    the rows % 8 leftover rows of a grouped matrix stay in the plain layout.
     ``__call__(x)``: x float32 (n, cols) or an InputRows -> new float32 (n, rows).
     """
 
     def __init__(
-        self, w: Tensor, activations: str = "q8", path: str | None = None, repack: bool = True
+        self,
+        w: Tensor,
+        activations: str = "q8",
+        path: str | None = None,
+        repack: bool = True,
+        keep_file_pages: bool = False,
     ) -> None:
         self.type = check_weight(w)
+        self.keep_file_pages = keep_file_pages
         self.raw = w.raw
         self.rows, self.cols = w.raw.shape[0], w.cols
         check_activations(activations)
@@ -155,7 +162,8 @@ class MatVec:
 
                 self.layout = REPACKED_LAYOUT[self.type]
                 self.packed, self.tail = REPACKERS[self.type](self.raw)
-                release_pages(self.raw)  # never read from the file again
+                if not keep_file_pages:
+                    release_pages(self.raw)  # never read from the file again
                 self.split = self.rows - self.tail.shape[0]
             self.kind = INT_FORMATS[self.type, self.layout].act
             self._drivers: dict[int, tuple] = {}  # width -> (driver, tail driver or None)

@@ -213,7 +213,12 @@ class ModelBase:
         self.activations = activations
         self.embd = f.tensors["token_embd.weight"]
         self.output_norm = vector(f, "output_norm.weight")
-        self.head = Linear(f.tensors.get("output.weight", self.embd), self.numerics.kernels_only())
+        tied = "output.weight" not in f.tensors  # the embedding lookup reads its file rows
+        self.head = Linear(
+            f.tensors.get("output.weight", self.embd),
+            self.numerics.kernels_only(),
+            keep_file_pages=tied,
+        )
 
     @property
     def tokenizer(self) -> Tokenizer:

@@ -71,9 +71,9 @@ class Linear:
     prefill), as exact as the f32 kernels.
     """
 
-    def __init__(self, w: Tensor, numerics: Numerics) -> None:
+    def __init__(self, w: Tensor, numerics: Numerics, keep_file_pages: bool = False) -> None:
         self.w, self.budget = w, numerics.budget
-        self.kernel = MatVec(w, numerics.activations)
+        self.kernel = MatVec(w, numerics.activations, keep_file_pages=keep_file_pages)
         self.dense: np.ndarray | None = None
         self._dense_refused = self.budget is None
 

@@ -258,5 +258,6 @@ class Qwen35Model(ModelBase):
         if vocab not in heads:
             w = self.mtp.head.w
             part = Tensor(f"{w.name}[:{vocab}]", w.ggml_type, (vocab, w.cols), w.raw[:vocab])
-            heads[vocab] = Linear(part, self.numerics.kernels_only())
+            keep = self.mtp.head.kernel.keep_file_pages  # rows of a tied embedding table
+            heads[vocab] = Linear(part, self.numerics.kernels_only(), keep_file_pages=keep)
         return heads[vocab]
