@@ -90,6 +90,14 @@ def delta_rule(
 
 
 @njit(cache=True)
+def _copy_row(dst, src):  # pragma: no cover - compiled
+    """dst[:] = src for float32 rows (an explicit loop: Numba's slice assignment is
+    several times slower on these short rows)."""
+    for c in range(dst.shape[0]):
+        dst[c] = src[c]
+
+
+@njit(cache=True)
 def _conv(x, state, taps_w, out, ring):  # pragma: no cover - compiled
     """x (n, C), state (K-1, C), taps_w (K, C) float32; out (n, C) = the conv.
 
@@ -114,12 +122,12 @@ def _conv(x, state, taps_w, out, ring):  # pragma: no cover - compiled
     for t in range(min(ring.shape[0], n)):
         for r in range(past):
             src = t + 1 + r
-            ring[t, r] = state[src] if src < past else x[src - past]
+            _copy_row(ring[t, r], state[src] if src < past else x[src - past])
     keep = min(past, n)
     for r in range(past - keep):  # older state rows shift up
-        state[r] = state[r + keep]
+        _copy_row(state[r], state[r + keep])
     for r in range(keep):
-        state[past - keep + r] = x[n - keep + r]
+        _copy_row(state[past - keep + r], x[n - keep + r])
 
 
 def causal_conv_silu(
