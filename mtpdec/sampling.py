@@ -82,6 +82,18 @@ class Sampler:
         assert ids is not None
         return int(ids[self._draw(np.cumsum(p))])
 
+    def pick_and_probs(self, logits: np.ndarray) -> tuple[int, np.ndarray]:
+        """``pick(logits)`` (the same token from the same random state) and
+        ``probs(logits)``, sharing one pass over the logits (a sampled draft and its q)."""
+        if self.greedy:
+            return int(np.argmax(logits)), self.probs(logits)
+        ids, p = self._support(logits)
+        if ids is None:  # p is the whole vocabulary
+            return self._draw(np.cumsum(p)), p
+        q = np.zeros(np.shape(logits)[-1], dtype=np.float64)
+        q[ids] = p
+        return int(ids[self._draw(np.cumsum(p))]), q
+
     def _draw(self, cdf: np.ndarray) -> int:
         """Index of a uniform draw over a (not normalized) cumulative distribution."""
         i = int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right"))

@@ -175,3 +175,16 @@ def test_one_sampler_serves_rows_of_different_sizes() -> None:
     for n in (10, 1000, 10):
         x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
         np.testing.assert_allclose(s.probs(x), full_sort_top_p(x, 1.0, 0.9), rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"temp": 0.0}, {"temp": 0.9}, {"temp": 0.9, "top_p": 0.8}, {"temp": 1.2, "top_k": 5}],
+)
+def test_pick_and_probs_is_pick_and_probs(options) -> None:
+    rows = np.random.default_rng(3).standard_normal((20, 300)).astype(np.float32)
+    a, b = Sampler(**options, seed=9), Sampler(**options, seed=9)
+    for row in rows:
+        token, q = a.pick_and_probs(row)
+        assert token == b.pick(row)
+        assert np.array_equal(q, b.probs(row))

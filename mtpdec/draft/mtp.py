@@ -67,8 +67,7 @@ class MtpDrafter:
     def _pick(self, logits: np.ndarray) -> tuple[int, np.ndarray | None]:
         if self.sampler is None:
             return int(np.argmax(logits)), None
-        q = self.sampler.probs(logits)
-        return int(self.sampler.rng.choice(q.size, p=q)), q
+        return self.sampler.pick_and_probs(logits)
 
     def propose(self, context: np.ndarray, n: int, hidden: np.ndarray | None) -> Draft:
         self.observe(hidden)
