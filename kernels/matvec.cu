@@ -1,0 +1,71 @@
+// Weight-stationary dequant matvec with exact float32 activations:
+//   out[i, row] = sum_k dequant(W)[row, k] * x[i, k]   for i < N inputs (N = 1..8).
+//
+// One warp per output row. Lane L walks the blocks L, L + 32, ... of its row; for each
+// 32-weight sub-block it decodes the weights once (quant_blocks.cuh) and folds them into
+// all N inputs' accumulators, so every weight byte is read once for the N inputs. Each
+// input's accumulator sees the same fmaf sequence whatever N is, and the 32 lanes are
+// summed by the same xor-butterfly, so out[i, row] is bitwise independent of N (the CPU
+// kernels' contract). ``lane_partials`` and ``butterfly`` are __host__ __device__ so that
+// the tests run this exact arithmetic on the CPU (tests/gpu_host/).
+//
+// Kernel names for CuPy's RawModule name_expressions: "mtpdec::matvec<mtpdec::Q4_KBlock, 4>".
+//   w:   uint8 (rows, row_bytes) weight blocks, C-contiguous
+//   x:   float32 (N, cols) inputs, C-contiguous; cols = row_bytes / BYTES * ELEMS
+//   out: float32 (N, rows)
+// Launch: blockDim.x a multiple of 32; gridDim.x = ceil(rows / (blockDim.x / 32)).
+#include "quant_blocks.cuh"
+
+namespace mtpdec {
+
+constexpr int WARP = 32;
+
+template <class B, int N>
+MTPDEC_HD void lane_partials(const uint8_t* row, int nblocks, const float* x, int cols, int lane,
+                             float acc[N]) {
+    for (int i = 0; i < N; ++i) acc[i] = 0.0f;
+    for (int blk = lane; blk < nblocks; blk += WARP) {
+        const uint8_t* block = row + (size_t)blk * B::BYTES;
+        for (int s = 0; s < B::ELEMS / 32; ++s) {
+            float w[32];
+            B::sub(block, s, w);
+            const int at = blk * B::ELEMS + 32 * s;
+            for (int i = 0; i < N; ++i) {
+                const float* xi = x + (size_t)i * cols + at;
+                float a = acc[i];
+                for (int j = 0; j < 32; ++j) a = fmaf(w[j], xi[j], a);
+                acc[i] = a;
+            }
+        }
+    }
+}
+
+// the sum over lanes that __shfl_xor_sync produces: lane values v[0..31], in place;
+// every lane ends with the same total
+MTPDEC_HD void butterfly(float v[WARP]) {
+    for (int off = WARP / 2; off > 0; off /= 2) {
+        float next[WARP];
+        for (int l = 0; l < WARP; ++l) next[l] = v[l] + v[l ^ off];
+        for (int l = 0; l < WARP; ++l) v[l] = next[l];
+    }
+}
+
+#ifdef __CUDACC__
+template <class B, int N>
+__global__ void matvec(const uint8_t* __restrict__ w, int rows, int row_bytes,
+                       const float* __restrict__ x, float* __restrict__ out) {
+    const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    const int lane = threadIdx.x % WARP;
+    if (row >= rows) return;
+    const int nblocks = row_bytes / B::BYTES, cols = nblocks * B::ELEMS;
+    float acc[N];
+    lane_partials<B, N>(w + (size_t)row * row_bytes, nblocks, x, cols, lane, acc);
+    for (int i = 0; i < N; ++i) {
+        float v = acc[i];
+        for (int off = WARP / 2; off > 0; off /= 2) v = v + __shfl_xor_sync(0xffffffffu, v, off);
+        if (lane == 0) out[(size_t)i * rows + row] = v;
+    }
+}
+#endif
+
+}  // namespace mtpdec

@@ -1,0 +1,59 @@
+"""CuPy runtime of the GPU kernels: one RawModule of ``kernels/matvec.cu`` with every
+instance of ``mtpdec.gpu.sources``, and the matvec launch. Needs CuPy and an NVIDIA GPU
+(``pip install mtpdec[cuda]``); checked on one only through ``scripts/gpu_check.sh``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from mtpdec.errors import MtpdecError
+from mtpdec.gpu.sources import KERNEL_DIR, NVCC_OPTIONS, kernel_path, matvec_name, matvec_names
+from mtpdec.quants.types import GGMLType
+
+WARPS_PER_BLOCK = 8
+
+
+def require_cupy() -> Any:
+    """The cupy module, or a one-line MtpdecError saying how to get a GPU build."""
+    try:
+        import cupy
+    except ImportError as e:
+        raise MtpdecError(f"the GPU path needs CuPy (pip install 'mtpdec[cuda]'): {e}") from None
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise MtpdecError("the GPU path needs an NVIDIA GPU; CuPy sees none")
+    except cupy.cuda.runtime.CUDARuntimeError as e:
+        raise MtpdecError(f"the GPU path needs an NVIDIA GPU: {e}") from None
+    return cupy
+
+
+@functools.cache
+def matvec_module() -> Any:
+    """The compiled RawModule (CuPy caches the binary on disk)."""
+    cupy = require_cupy()
+    source = kernel_path("matvec.cu").read_text()
+    return cupy.RawModule(
+        code=source,
+        options=(*NVCC_OPTIONS, f"-I{KERNEL_DIR}"),
+        name_expressions=matvec_names(),
+    )
+
+
+def matvec(w: Any, t: GGMLType, x: Any, out: Any | None = None) -> Any:
+    """out[i, r] = dequant(w)[r] . x[i] on the GPU.
+
+    w: cupy uint8 (rows, row_bytes) weight blocks of type t; x: cupy float32 (n, cols),
+    n <= 8; returns (or fills) cupy float32 (n, rows)."""
+    cupy = require_cupy()
+    n, rows = x.shape[0], w.shape[0]
+    kernel = matvec_module().get_function(matvec_name(t, n))
+    if out is None:
+        out = cupy.empty((n, rows), dtype=np.float32)
+    threads = 32 * WARPS_PER_BLOCK
+    grid = (rows + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK
+    kernel((grid,), (threads,), (w, np.int32(rows), np.int32(w.shape[1]), x, out))
+    return out
