@@ -14,11 +14,17 @@ import gguf
 import numpy as np
 import pytest
 
-from mtpdec.gpu.sources import BLOCK_STRUCTS, KERNEL_DIR, NVCC_OPTIONS, instantiation_source
+from mtpdec.gpu.sources import (
+    BLOCK_STRUCTS,
+    KERNEL_DIR,
+    NVCC_OPTIONS,
+    SOURCES,
+    instantiation_source,
+)
 from mtpdec.quants.pack import random_blocks
 from mtpdec.quants.types import GGMLType
 
-HOST = Path(__file__).parent / "gpu_host" / "matvec_host.cu"
+HOST = Path(__file__).parent / "gpu_host" / "kernels_host.cu"
 ELEMS_BYTES = {  # weights and bytes of the kernels' block (F32 / F16: 32 values)
     GGMLType.F32: (32, 128),
     GGMLType.F16: (32, 64),
@@ -40,7 +46,7 @@ def nvcc() -> str:
 
 @pytest.fixture(scope="module")
 def host_binary(nvcc: str, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("gpu_host") / "matvec_host"
+    out = tmp_path_factory.mktemp("gpu_host") / "kernels_host"
     cmd = [nvcc, *NVCC_OPTIONS, "-O2", "-Xcompiler", "-ffp-contract=off", f"-I{KERNEL_DIR}"]
     subprocess.run([*cmd, "-o", str(out), str(HOST)], check=True, capture_output=True)
     return out
@@ -50,9 +56,17 @@ def test_formats_table_matches_the_sources() -> None:
     assert set(ELEMS_BYTES) == set(BLOCK_STRUCTS)
 
 
-def test_every_kernel_instance_compiles_for_sm_90(nvcc: str, tmp_path: Path) -> None:
-    src = tmp_path / "instances.cu"
-    src.write_text(instantiation_source())
+def test_every_cuda_source_is_listed() -> None:
+    assert sorted(p.name for p in KERNEL_DIR.glob("*.cu")) == sorted(SOURCES)
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_every_kernel_compiles_for_sm_90(nvcc: str, tmp_path: Path, name: str) -> None:
+    """Templated kernels with every instance mtpdec asks CuPy for."""
+    src = KERNEL_DIR / name
+    if name == "matvec.cu":
+        src = tmp_path / "instances.cu"
+        src.write_text(instantiation_source())
     cmd = [nvcc, "-arch=sm_90", *NVCC_OPTIONS, f"-I{KERNEL_DIR}", "-c", str(src)]
     done = subprocess.run([*cmd, "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -158,3 +172,125 @@ def test_without_cupy_the_gpu_path_is_a_one_line_error() -> None:
             require_cupy()
     else:
         pytest.skip("CuPy is installed here")
+
+
+def gdn_inputs(n: int, h_k: int, h_v: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    d = 128
+    q = rng.standard_normal((n, h_k, d)).astype(np.float32)
+    k = rng.standard_normal((n, h_k, d)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    k /= np.linalg.norm(k, axis=-1, keepdims=True)
+    g = (-0.2 * np.abs(rng.standard_normal((n, h_v)))).astype(np.float32)
+    return {
+        "m": (0.1 * rng.standard_normal((h_v, d, d))).astype(np.float32),
+        "q": q,
+        "k": k,
+        "v": rng.standard_normal((n, h_v, d)).astype(np.float32),
+        "g": g,
+        "decay": np.exp(g),
+        "beta": rng.random((n, h_v)).astype(np.float32),
+    }
+
+
+def host_delta_rule(binary: Path, tmp: Path, a: dict, count: int) -> tuple[np.ndarray, ...]:
+    n, h_k, _ = a["q"].shape
+    h_v = a["v"].shape[1]
+    for name in ("m", "q", "k", "v", "decay", "beta"):
+        (tmp / f"{name}.bin").write_bytes(np.ascontiguousarray(a[name]).tobytes())
+    (tmp / "slots.bin").write_bytes(np.arange(count, dtype=np.int64).tobytes())
+    pool = max(count, 1)
+    args = [str(binary), "delta_rule", str(tmp), str(n), str(h_k), str(h_v), str(count), str(pool)]
+    subprocess.run(args, check=True, capture_output=True)
+    out = np.fromfile(tmp / "out.bin", dtype=np.float32).reshape(n, h_v, 128)
+    m = np.fromfile(tmp / "m_out.bin", dtype=np.float32).reshape(h_v, 128, 128)
+    ring = np.fromfile(tmp / "ring.bin", dtype=np.float32).reshape(pool, h_v, 128, 128)
+    return out, m, ring
+
+
+def test_gdn_delta_rule_matches_the_cpu_kernel_and_any_batching(host_binary, tmp_path) -> None:
+    from mtpdec.cpu.gdn import delta_rule
+
+    n, h_k, h_v = 4, 2, 4
+    a = gdn_inputs(n, h_k, h_v, seed=5)
+    out, m, ring = host_delta_rule(host_binary, tmp_path, a, count=n - 1)
+    m_cpu = a["m"].copy()
+    out_cpu = delta_rule(m_cpu, a["q"], a["k"], a["v"], a["g"], a["beta"])
+    np.testing.assert_allclose(out, out_cpu, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m, m_cpu, rtol=1e-5, atol=1e-6)
+    state = a["m"]
+    for t in range(n):  # token by token: the same outputs, states and snapshots, bitwise
+        one = {name: (x if name == "m" else x[t : t + 1]) for name, x in a.items()}
+        one["m"] = state
+        out1, state, _ = host_delta_rule(host_binary, tmp_path, one, count=0)
+        assert np.array_equal(out1[0].view(np.uint32), out[t].view(np.uint32)), t
+        if t < n - 1:
+            assert np.array_equal(ring[t].view(np.uint32), state.view(np.uint32)), t
+    assert np.array_equal(state.view(np.uint32), m.view(np.uint32))
+
+
+def test_gdn_conv_silu_matches_the_cpu_ops(host_binary, tmp_path) -> None:
+    from mtpdec.cpu.gdn import causal_conv_silu
+
+    n, channels, taps = 5, 300, 4
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((n, channels)).astype(np.float32)
+    state = rng.standard_normal((taps - 1, channels)).astype(np.float32)
+    w = rng.standard_normal((taps, channels)).astype(np.float32)
+    for name, arr in (("x", x), ("state", state), ("w", w)):
+        (tmp_path / f"{name}.bin").write_bytes(arr.tobytes())
+    args = ["conv_silu", str(tmp_path), str(n), str(channels), str(taps), str(n - 1)]
+    subprocess.run([str(host_binary), *args], check=True, capture_output=True)
+    out = np.fromfile(tmp_path / "out.bin", dtype=np.float32).reshape(n, channels)
+    got_state = np.fromfile(tmp_path / "state_out.bin", dtype=np.float32).reshape(state.shape)
+    ring = np.fromfile(tmp_path / "ring.bin", dtype=np.float32).reshape(n - 1, taps - 1, channels)
+    cpu_state, cpu_ring = state.copy(), np.zeros_like(ring)
+    cpu_out = causal_conv_silu(x, cpu_state, w, cpu_ring)
+    np.testing.assert_allclose(out, cpu_out, rtol=2e-6, atol=1e-7)  # expf: host vs numpy
+    assert np.array_equal(got_state, cpu_state) and np.array_equal(ring, cpu_ring)
+
+
+def test_gpu_delta_rule_and_conv_equal_the_host_runs(cupy, host_binary, tmp_path) -> None:
+    from mtpdec.gpu.runtime import conv_silu, delta_rule
+
+    n, h_k, h_v = 4, 2, 4
+    a = gdn_inputs(n, h_k, h_v, seed=7)
+    out, m, ring = host_delta_rule(host_binary, tmp_path, a, count=n - 1)
+    dev = {name: cupy.asarray(x) for name, x in a.items()}
+    ring_dev = cupy.zeros((n - 1, h_v, 128, 128), dtype=np.float32)
+    slots = cupy.arange(n - 1, dtype=np.int64)
+    got = delta_rule(
+        dev["m"], dev["q"], dev["k"], dev["v"], dev["decay"], dev["beta"], ring_dev, slots
+    )
+    for want, have in ((out, got), (m, dev["m"]), (ring, ring_dev)):
+        assert np.array_equal(cupy.asnumpy(have).view(np.uint32), want.view(np.uint32))
+    x = np.random.default_rng(8).standard_normal((n, 300)).astype(np.float32)
+    state = np.random.default_rng(9).standard_normal((3, 300)).astype(np.float32)
+    w = np.random.default_rng(10).standard_normal((4, 300)).astype(np.float32)
+    from mtpdec.cpu.gdn import causal_conv_silu
+
+    cpu_state, cpu_ring = state.copy(), np.zeros((n - 1, 3, 300), np.float32)
+    want = causal_conv_silu(x, cpu_state, w, cpu_ring)
+    state_dev, ring_dev = cupy.asarray(state), cupy.zeros((n - 1, 3, 300), dtype=np.float32)
+    got = conv_silu(cupy.asarray(x), state_dev, cupy.asarray(w), ring_dev)
+    np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=2e-6, atol=1e-7)
+    assert np.array_equal(cupy.asnumpy(state_dev), cpu_state)
+    assert np.array_equal(cupy.asnumpy(ring_dev), cpu_ring)
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_every_source_compiles_with_nvrtc_as_cupy_loads_it(name: str) -> None:
+    """CuPy compiles with NVRTC, which has no C library headers: the sources with the
+    options and name expressions ``mtpdec.gpu.runtime`` hands to RawModule."""
+    from nvrtc import compile_source, find_library
+
+    from mtpdec.gpu.sources import matvec_names
+
+    lib = find_library()
+    if lib is None:
+        pytest.skip("no NVRTC library (pip install nvidia-cuda-nvrtc): NVRTC build not checked")
+    names = matvec_names() if name == "matvec.cu" else []
+    options = ["-arch=compute_90", *NVCC_OPTIONS, f"-I{KERNEL_DIR}"]
+    ok, log, lowered = compile_source(lib, (KERNEL_DIR / name).read_text(), options, names)
+    assert ok, log[-3000:]
+    assert set(lowered) == set(names) and all(lowered.values())

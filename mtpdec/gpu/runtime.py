@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 
 from mtpdec.errors import MtpdecError
-from mtpdec.gpu.sources import KERNEL_DIR, NVCC_OPTIONS, kernel_path, matvec_name, matvec_names
+from mtpdec.gpu.sources import (
+    KERNEL_DIR,
+    NVCC_OPTIONS,
+    kernel_path,
+    matvec_name,
+    matvec_names,
+)
 from mtpdec.quants.types import GGMLType
 
 WARPS_PER_BLOCK = 8
@@ -41,6 +47,46 @@ def matvec_module() -> Any:
         options=(*NVCC_OPTIONS, f"-I{KERNEL_DIR}"),
         name_expressions=matvec_names(),
     )
+
+
+@functools.cache
+def gdn_module() -> Any:
+    cupy = require_cupy()
+    source = kernel_path("gdn.cu").read_text()
+    module = cupy.RawModule(code=source, options=NVCC_OPTIONS)
+    return module  # extern "C" kernels: get_function by their plain names (GDN_KERNELS)
+
+
+def delta_rule(m: Any, q: Any, k: Any, v: Any, decay: Any, beta: Any, ring: Any, slots: Any) -> Any:
+    """The gated delta rule of kernels/gdn.cu over n tokens: m (H_v, 128, 128) updated in
+    place, ring[slots[t]] the state after token t < len(slots); decay = exp(g). Returns
+    out float32 (n, H_v, 128). All cupy float32 (slots int64), C-contiguous."""
+    cupy = require_cupy()
+    n, h_k, d = q.shape
+    h_v = v.shape[1]
+    out = cupy.empty((n, h_v, d), dtype=np.float32)
+    threads = 32 * WARPS_PER_BLOCK
+    grid = (h_v * d + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK
+    scale = np.float32(1.0 / np.sqrt(np.float32(d)))
+    args = (m, q, k, v, decay, beta, scale, out, ring, slots, np.int32(len(slots)))
+    gdn_module().get_function("delta_rule")(
+        (grid,), (threads,), (*args, np.int32(n), np.int32(h_k), np.int32(h_v))
+    )
+    return out
+
+
+def conv_silu(x: Any, state: Any, w: Any, ring: Any) -> Any:
+    """SiLU of the causal depthwise conv (kernels/gdn.cu): x (n, C), state (K-1, C)
+    updated in place, w (K, C) taps, ring (slots, K-1, C). Returns float32 (n, C)."""
+    cupy = require_cupy()
+    n, channels = x.shape
+    out = cupy.empty_like(x)
+    threads = 256
+    args = (x, state, w, out, ring, np.int32(len(ring)), np.int32(n), np.int32(channels))
+    gdn_module().get_function("conv_silu")(
+        ((channels + threads - 1) // threads,), (threads,), (*args, np.int32(w.shape[0]))
+    )
+    return out
 
 
 def matvec(w: Any, t: GGMLType, x: Any, out: Any | None = None) -> Any:

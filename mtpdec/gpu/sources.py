@@ -59,6 +59,10 @@ def matvec_names() -> list[str]:
     return [matvec_name(t, n) for t in BLOCK_STRUCTS for n in range(1, MAX_INPUTS + 1)]
 
 
+GDN_KERNELS = ("delta_rule", "conv_silu")  # extern "C" kernels of kernels/gdn.cu
+SOURCES = ("matvec.cu", "gdn.cu")  # every .cu file of kernels/
+
+
 def instantiation_source() -> str:
     """CUDA source that includes matvec.cu and instantiates every kernel of
     ``matvec_names`` (what nvcc must compile for the GPU build to succeed)."""
