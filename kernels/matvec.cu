@@ -1,9 +1,10 @@
 // Weight-stationary dequant matvec with exact float32 activations:
 //   out[i, row] = sum_k dequant(W)[row, k] * x[i, k]   for i < N inputs (N = 1..8).
 //
-// One warp per output row. Lane L walks the blocks L, L + 32, ... of its row; for each
-// 32-weight sub-block it decodes the weights once (quant_blocks.cuh) and folds them into
-// all N inputs' accumulators, so every weight byte is read once for the N inputs. Each
+// One warp per output row. Lane L walks the 32-weight units L, L + 32, ... of its row
+// (unit u: sub-block u % SUBS of block u / SUBS); it decodes each unit once
+// (quant_blocks.cuh) and folds it into all N inputs' accumulators, so every weight byte
+// is read once for the N inputs. Each
 // input's accumulator sees the same fmaf sequence whatever N is, and the 32 lanes are
 // summed by the same xor-butterfly, so out[i, row] is bitwise independent of N (the CPU
 // kernels' contract). ``lane_partials`` and ``butterfly`` are __host__ __device__ so that
@@ -23,19 +24,18 @@ constexpr int WARP = 32;
 template <class B, int N>
 MTPDEC_HD void lane_partials(const uint8_t* row, int nblocks, const float* x, int cols, int lane,
                              float acc[N]) {
+    // units of 32 weights (block u / SUBS, sub-block u % SUBS) go to the lanes in turn, so
+    // that a warp's loads at one time fall in a few neighbouring blocks
+    constexpr int SUBS = B::ELEMS / 32;
     for (int i = 0; i < N; ++i) acc[i] = 0.0f;
-    for (int blk = lane; blk < nblocks; blk += WARP) {
-        const uint8_t* block = row + (size_t)blk * B::BYTES;
-        for (int s = 0; s < B::ELEMS / 32; ++s) {
-            float w[32];
-            B::sub(block, s, w);
-            const int at = blk * B::ELEMS + 32 * s;
-            for (int i = 0; i < N; ++i) {
-                const float* xi = x + (size_t)i * cols + at;
-                float a = acc[i];
-                for (int j = 0; j < 32; ++j) a = fmaf(w[j], xi[j], a);
-                acc[i] = a;
-            }
+    for (int u = lane; u < nblocks * SUBS; u += WARP) {
+        float w[32];
+        B::sub(row + (size_t)(u / SUBS) * B::BYTES, u % SUBS, w);
+        for (int i = 0; i < N; ++i) {
+            const float* xi = x + (size_t)i * cols + 32 * u;
+            float a = acc[i];
+            for (int j = 0; j < 32; ++j) a = fmaf(w[j], xi[j], a);
+            acc[i] = a;
         }
     }
 }
