@@ -294,3 +294,57 @@ def test_every_source_compiles_with_nvrtc_as_cupy_loads_it(name: str) -> None:
     ok, log, lowered = compile_source(lib, (KERNEL_DIR / name).read_text(), options, names)
     assert ok, log[-3000:]
     assert set(lowered) == set(names) and all(lowered.values())
+
+
+def host_rows(binary: Path, tmp: Path, op: str, x: np.ndarray, w=None, eps=1e-6) -> np.ndarray:
+    (tmp / "x.bin").write_bytes(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    if w is not None:
+        (tmp / "w.bin").write_bytes(np.ascontiguousarray(w, dtype=np.float32).tobytes())
+    args = [str(binary), "rows", op, str(tmp), str(x.shape[0]), str(x.shape[1]), repr(eps)]
+    subprocess.run(args, check=True, capture_output=True)
+    dtype = np.int32 if op == "argmax" else np.float32
+    return (
+        np.fromfile(tmp / "out.bin", dtype=dtype)
+        .reshape(x.shape[0], -1)
+        .squeeze(-1 if op == "argmax" else ())
+    )
+
+
+def test_row_kernels_match_the_cpu_ops(host_binary, tmp_path) -> None:
+    from mtpdec.cpu.ops import l2norm, rmsnorm
+
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((6, 1000)) * rng.uniform(0.01, 100, (6, 1))).astype(np.float32)
+    w = rng.standard_normal(1000).astype(np.float32)
+    got = host_rows(host_binary, tmp_path, "rmsnorm", x, w, eps=1e-6)
+    np.testing.assert_allclose(got, rmsnorm(x, w, 1e-6), rtol=1e-6, atol=0)
+    got = host_rows(host_binary, tmp_path, "l2norm", x, eps=1e-6)
+    np.testing.assert_allclose(got, l2norm(x, 1e-6), rtol=1e-6, atol=0)
+
+
+def test_argmax_kernel_picks_the_lowest_index_of_the_maximum(host_binary, tmp_path) -> None:
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((7, 5000)).astype(np.float32)
+    x[1, [40, 7, 4999]] = 9.0  # ties go to the lowest index
+    x[2] = -np.inf
+    x[3, :] = 0.0
+    x[4, 4999] = 50.0
+    got = host_rows(host_binary, tmp_path, "argmax", x)
+    assert got.tolist() == np.argmax(x, axis=1).tolist()
+
+
+def test_gpu_row_kernels_equal_the_host_runs(cupy, host_binary, tmp_path) -> None:
+    from mtpdec.gpu.runtime import argmax_rows, l2norm, rmsnorm
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((9, 3000)).astype(np.float32)
+    x[2, [5, 2999]] = 10.0
+    w = rng.standard_normal(3000).astype(np.float32)
+    xd = cupy.asarray(x)
+    pairs = [
+        (rmsnorm(xd, cupy.asarray(w), 1e-6), host_rows(host_binary, tmp_path, "rmsnorm", x, w)),
+        (l2norm(xd, 1e-6), host_rows(host_binary, tmp_path, "l2norm", x)),
+        (argmax_rows(xd), host_rows(host_binary, tmp_path, "argmax", x)),
+    ]
+    for got, want in pairs:
+        assert np.array_equal(cupy.asnumpy(got).view(np.uint32), want.view(np.uint32))

@@ -89,6 +89,42 @@ def conv_silu(x: Any, state: Any, w: Any, ring: Any) -> Any:
     return out
 
 
+@functools.cache
+def rows_module() -> Any:
+    cupy = require_cupy()
+    return cupy.RawModule(code=kernel_path("rows.cu").read_text(), options=NVCC_OPTIONS)
+
+
+def _row_launch(name: str, rows: int, args: tuple) -> None:
+    threads = 32 * WARPS_PER_BLOCK
+    grid = (rows + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK
+    rows_module().get_function(name)((grid,), (threads,), args)
+
+
+def rmsnorm(x: Any, w: Any, eps: float) -> Any:
+    """kernels/rows.cu rmsnorm of cupy float32 (rows, d) rows with weights (d,)."""
+    out = require_cupy().empty_like(x)
+    rows, d = x.shape
+    _row_launch("rmsnorm", rows, (x, w, np.float32(eps), out, np.int32(rows), np.int32(d)))
+    return out
+
+
+def l2norm(x: Any, eps: float) -> Any:
+    """kernels/rows.cu l2norm of cupy float32 (rows, d) rows."""
+    out = require_cupy().empty_like(x)
+    rows, d = x.shape
+    _row_launch("l2norm", rows, (x, np.float32(eps), out, np.int32(rows), np.int32(d)))
+    return out
+
+
+def argmax_rows(x: Any) -> Any:
+    """int32 (rows,): each row's lowest index of its maximum (the greedy verify epilogue)."""
+    rows, d = x.shape
+    out = require_cupy().empty(rows, dtype=np.int32)
+    _row_launch("argmax", rows, (x, out, np.int32(rows), np.int32(d)))
+    return out
+
+
 def matvec(w: Any, t: GGMLType, x: Any, out: Any | None = None) -> Any:
     """out[i, r] = dequant(w)[r] . x[i] on the GPU.
 

@@ -60,7 +60,8 @@ def matvec_names() -> list[str]:
 
 
 GDN_KERNELS = ("delta_rule", "conv_silu")  # extern "C" kernels of kernels/gdn.cu
-SOURCES = ("matvec.cu", "gdn.cu")  # every .cu file of kernels/
+ROW_KERNELS = ("rmsnorm", "l2norm", "argmax")  # extern "C" kernels of kernels/rows.cu
+SOURCES = ("matvec.cu", "gdn.cu", "rows.cu")  # every .cu file of kernels/
 
 
 def instantiation_source() -> str:

@@ -14,6 +14,8 @@
 //       lane by lane, with the butterfly sums
 //   kernels_host conv_silu DIR N CHANNELS TAPS RING_COUNT
 //       DIR holds x state w; writes DIR/out.bin, DIR/state_out.bin, DIR/ring.bin
+//   kernels_host rows OP DIR ROWS D EPS      (OP: rmsnorm, l2norm, argmax)
+//       DIR holds x (and w for rmsnorm); writes DIR/out.bin (float32, int32 for argmax)
 // Exit 2 with a message on bad arguments.
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "gdn.cu"
+#include "rows.cu"
 #include "matvec.cu"
 
 using namespace mtpdec;
@@ -185,7 +188,56 @@ static int conv_silu_host(char** argv) {
     return 0;
 }
 
+static int rows_host(char** argv) {
+    const char* op = argv[2];
+    const char* dir = argv[3];
+    int rows = std::atoi(argv[4]), d = std::atoi(argv[5]);
+    float eps = (float)std::atof(argv[6]);
+    std::vector<float> x = floats(dir, "x", (size_t)rows * d), out(x.size());
+    std::vector<float> w = std::strcmp(op, "rmsnorm") ? std::vector<float>() : floats(dir, "w", d);
+    std::vector<int> ids(rows);
+    for (int r = 0; r < rows; ++r) {
+        const float* xr = &x[(size_t)r * d];
+        if (!std::strcmp(op, "argmax")) {
+            float best[ROW_WARP];
+            int at[ROW_WARP];
+            for (int lane = 0; lane < ROW_WARP; ++lane) lane_argmax(xr, d, lane, &best[lane], &at[lane]);
+            for (int off = ROW_WARP / 2; off > 0; off /= 2) {  // the xor butterfly of argmax
+                float nb[ROW_WARP];
+                int na[ROW_WARP];
+                for (int l = 0; l < ROW_WARP; ++l) {
+                    nb[l] = best[l];
+                    na[l] = at[l];
+                    argmax_merge(&nb[l], &na[l], best[l ^ off], at[l ^ off]);
+                }
+                for (int l = 0; l < ROW_WARP; ++l) { best[l] = nb[l]; at[l] = na[l]; }
+            }
+            ids[r] = at[0] < d ? at[0] : 0;
+            continue;
+        }
+        double part[ROW_WARP];
+        for (int lane = 0; lane < ROW_WARP; ++lane) part[lane] = lane_sum_squares(xr, d, lane);
+        for (int off = ROW_WARP / 2; off > 0; off /= 2) {
+            double next[ROW_WARP];
+            for (int l = 0; l < ROW_WARP; ++l) next[l] = part[l] + part[l ^ off];
+            for (int l = 0; l < ROW_WARP; ++l) part[l] = next[l];
+        }
+        bool rms = !std::strcmp(op, "rmsnorm");
+        float scale = rms ? rms_scale(part[0], d, eps) : l2_scale(part[0], eps);
+        for (int i = 0; i < d; ++i) out[(size_t)r * d + i] = rms ? (xr[i] * scale) * w[i] : xr[i] * scale;
+    }
+    if (!std::strcmp(op, "argmax")) {
+        FILE* f = std::fopen(at(dir, "out").c_str(), "wb");
+        if (!f || std::fwrite(ids.data(), sizeof(int), ids.size(), f) != ids.size()) std::exit(2);
+        std::fclose(f);
+    } else {
+        write_file(at(dir, "out").c_str(), out);
+    }
+    return 0;
+}
+
 int main(int argc, char** argv) {
+    if (argc == 7 && !std::strcmp(argv[1], "rows")) return rows_host(argv);
     if (argc == 8 && !std::strcmp(argv[1], "delta_rule")) return delta_rule_host(argv);
     if (argc == 7 && !std::strcmp(argv[1], "conv_silu")) return conv_silu_host(argv);
     bool is_matvec = argc == 9 && !std::strcmp(argv[1], "matvec");
