@@ -348,3 +348,49 @@ def test_gpu_row_kernels_equal_the_host_runs(cupy, host_binary, tmp_path) -> Non
     ]
     for got, want in pairs:
         assert np.array_equal(cupy.asnumpy(got).view(np.uint32), want.view(np.uint32))
+
+
+def host_attend(binary: Path, tmp: Path, q, kc, vc, positions, scale, window) -> np.ndarray:
+    for name, arr in (("q", q), ("k_cache", kc), ("v_cache", vc)):
+        (tmp / f"{name}.bin").write_bytes(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+    (tmp / "positions.bin").write_bytes(np.asarray(positions, dtype=np.int32).tobytes())
+    n, n_head, hd_k = q.shape
+    n_kv, ctx, hd_v = vc.shape
+    sizes = (n, n_head, n_kv, ctx, hd_k, hd_v, window)
+    args = [str(binary), "attend", str(tmp), *map(str, sizes), repr(float(scale))]
+    subprocess.run(args, check=True, capture_output=True)
+    return np.fromfile(tmp / "out.bin", dtype=np.float32).reshape(n, n_head, hd_v)
+
+
+@pytest.mark.parametrize("window", [0, 5])
+def test_attention_kernel_matches_the_cpu_and_any_batching(host_binary, tmp_path, window) -> None:
+    from mtpdec.cpu.attention import attend
+
+    rng = np.random.default_rng(14)
+    n_head, n_kv, ctx, hd = 8, 2, 70, 64
+    kc = rng.standard_normal((n_kv, ctx, hd)).astype(np.float32)
+    vc = rng.standard_normal((n_kv, ctx, hd)).astype(np.float32)
+    q = rng.standard_normal((4, n_head, hd)).astype(np.float32)
+    positions = np.arange(60, 64, dtype=np.int32)  # a verify of 4 tokens after 60 cached
+    scale = 1 / np.sqrt(hd)
+    got = host_attend(host_binary, tmp_path, q, kc, vc, positions, scale, window)
+    want = attend(q, kc, vc, positions, scale, window)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for t in range(4):
+        alone = host_attend(
+            host_binary, tmp_path, q[t : t + 1], kc, vc, positions[t : t + 1], scale, window
+        )
+        assert np.array_equal(alone[0].view(np.uint32), got[t].view(np.uint32))
+
+
+def test_gpu_attention_is_close_to_the_host_run(cupy, host_binary, tmp_path) -> None:
+    from mtpdec.gpu.runtime import attend
+
+    rng = np.random.default_rng(15)
+    kc = rng.standard_normal((2, 300, 128)).astype(np.float32)
+    vc = rng.standard_normal((2, 300, 128)).astype(np.float32)
+    q = rng.standard_normal((3, 8, 128)).astype(np.float32)
+    positions = np.array([200, 201, 202], dtype=np.int32)
+    want = host_attend(host_binary, tmp_path, q, kc, vc, positions, 0.088, 0)
+    got = attend(*(cupy.asarray(a) for a in (q, kc, vc, positions)), 0.088)
+    np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=1e-6, atol=1e-7)  # expf differs

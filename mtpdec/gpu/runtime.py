@@ -125,6 +125,32 @@ def argmax_rows(x: Any) -> Any:
     return out
 
 
+@functools.cache
+def attention_module() -> Any:
+    cupy = require_cupy()
+    return cupy.RawModule(code=kernel_path("attention.cu").read_text(), options=NVCC_OPTIONS)
+
+
+def attend(
+    q: Any, k_cache: Any, v_cache: Any, positions: Any, scale: float, window: int = 0
+) -> Any:
+    """kernels/attention.cu over cupy arrays: q float32 (n, n_head, hd_k), caches
+    (n_kv, ctx, hd), positions int32 (n,). Returns float32 (n, n_head, hd_v)."""
+    cupy = require_cupy()
+    n, n_head, hd_k = q.shape
+    n_kv, ctx, hd_v = v_cache.shape
+    probs = cupy.empty((n * n_head, ctx), dtype=np.float32)
+    out = cupy.empty((n, n_head, hd_v), dtype=np.float32)
+    threads = 32 * WARPS_PER_BLOCK
+    grid = (n * n_head + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK
+    args = (q, k_cache, v_cache, positions, np.float32(scale), np.int32(window), probs, out)
+    sizes = (n, n_head, n_kv, ctx, hd_k, hd_v)
+    attention_module().get_function("attend")(
+        (grid,), (threads,), (*args, *(np.int32(s) for s in sizes))
+    )
+    return out
+
+
 def matvec(w: Any, t: GGMLType, x: Any, out: Any | None = None) -> Any:
     """out[i, r] = dequant(w)[r] . x[i] on the GPU.
 

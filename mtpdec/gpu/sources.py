@@ -61,7 +61,7 @@ def matvec_names() -> list[str]:
 
 GDN_KERNELS = ("delta_rule", "conv_silu")  # extern "C" kernels of kernels/gdn.cu
 ROW_KERNELS = ("rmsnorm", "l2norm", "argmax")  # extern "C" kernels of kernels/rows.cu
-SOURCES = ("matvec.cu", "gdn.cu", "rows.cu")  # every .cu file of kernels/
+SOURCES = ("matvec.cu", "gdn.cu", "rows.cu", "attention.cu")  # every .cu file of kernels/
 
 
 def instantiation_source() -> str:

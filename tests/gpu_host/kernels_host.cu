@@ -16,6 +16,8 @@
 //       DIR holds x state w; writes DIR/out.bin, DIR/state_out.bin, DIR/ring.bin
 //   kernels_host rows OP DIR ROWS D EPS      (OP: rmsnorm, l2norm, argmax)
 //       DIR holds x (and w for rmsnorm); writes DIR/out.bin (float32, int32 for argmax)
+//   kernels_host attend DIR N N_HEAD N_KV CTX HD_K HD_V WINDOW SCALE
+//       DIR holds q k_cache v_cache (float32) and positions (int32); writes DIR/out.bin
 // Exit 2 with a message on bad arguments.
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "attention.cu"
 #include "gdn.cu"
 #include "rows.cu"
 #include "matvec.cu"
@@ -236,7 +239,49 @@ static int rows_host(char** argv) {
     return 0;
 }
 
+static int attend_host(char** argv) {
+    const char* dir = argv[2];
+    int n = std::atoi(argv[3]), n_head = std::atoi(argv[4]), n_kv = std::atoi(argv[5]);
+    int ctx = std::atoi(argv[6]), hd_k = std::atoi(argv[7]), hd_v = std::atoi(argv[8]);
+    int window = std::atoi(argv[9]);
+    float scale = (float)std::atof(argv[10]);
+    std::vector<float> q = floats(dir, "q", (size_t)n * n_head * hd_k);
+    std::vector<float> kc = floats(dir, "k_cache", (size_t)n_kv * ctx * hd_k);
+    std::vector<float> vc = floats(dir, "v_cache", (size_t)n_kv * ctx * hd_v);
+    std::vector<char> pos_raw = read_file(at(dir, "positions").c_str());
+    const int* positions = (const int*)pos_raw.data();
+    std::vector<float> out((size_t)n * n_head * hd_v), row(ctx);
+    for (int t = 0; t < n; ++t)
+        for (int h = 0; h < n_head; ++h) {
+            int g = h / (n_head / n_kv), p = positions[t], lo = att_lo(p, window), count = p + 1 - lo;
+            const float* qv = &q[((size_t)t * n_head + h) * hd_k];
+            const float* kg = &kc[((size_t)g * ctx + lo) * hd_k];
+            float top = -INFINITY;
+            for (int j = 0; j < count; ++j) {
+                row[j] = att_score(qv, kg + (size_t)j * hd_k, hd_k, scale);
+                top = std::fmax(top, row[j]);
+            }
+            double lanes[ATT_WARP] = {0.0};
+            for (int j = 0; j < count; ++j) {
+                row[j] = expf(row[j] - top);
+                lanes[j % ATT_WARP] = lanes[j % ATT_WARP] + (double)row[j];
+            }
+            for (int off = ATT_WARP / 2; off > 0; off /= 2) {
+                double next[ATT_WARP];
+                for (int l = 0; l < ATT_WARP; ++l) next[l] = lanes[l] + lanes[l ^ off];
+                for (int l = 0; l < ATT_WARP; ++l) lanes[l] = next[l];
+            }
+            float inv = (float)(1.0 / lanes[0]);
+            for (int lane = 0; lane < ATT_WARP; ++lane)
+                att_accumulate(row.data(), count, inv, &vc[((size_t)g * ctx + lo) * hd_v], hd_v, lane,
+                               &out[((size_t)t * n_head + h) * hd_v]);
+        }
+    write_file(at(dir, "out").c_str(), out);
+    return 0;
+}
+
 int main(int argc, char** argv) {
+    if (argc == 11 && !std::strcmp(argv[1], "attend")) return attend_host(argv);
     if (argc == 7 && !std::strcmp(argv[1], "rows")) return rows_host(argv);
     if (argc == 8 && !std::strcmp(argv[1], "delta_rule")) return delta_rule_host(argv);
     if (argc == 7 && !std::strcmp(argv[1], "conv_silu")) return conv_silu_host(argv);
