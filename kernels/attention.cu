@@ -10,23 +10,9 @@
 // scale. Softmax: the warp's max, exp(s - max), their sum in double over the xor
 // butterfly; weights e * (1 / sum). Output: lane L takes dims L, L + 32, ... and adds
 // weight * v over the entries in order. A token's output does not depend on the others.
-#ifdef __CUDACC_RTC__  // NVRTC (CuPy's default compiler) has no C library headers
-typedef unsigned int uint32_t;
-#else
-#include <math.h>
-#include <stddef.h>
-#include <stdint.h>
-#endif
-
-#ifdef __CUDACC__
-#define MTPDEC_HD __host__ __device__ __forceinline__
-#else
-#define MTPDEC_HD inline
-#endif
+#include "common.cuh"
 
 namespace mtpdec {
-
-constexpr int ATT_WARP = 32;
 
 MTPDEC_HD float att_score(const float* q, const float* k, int hd, float scale) {
     float s = 0.0f;
@@ -43,7 +29,7 @@ MTPDEC_HD int att_lo(int p, int window) {
 // at v, stride hd_v), weights probs[j] * inv
 MTPDEC_HD void att_accumulate(const float* probs, int count, float inv, const float* v, int hd_v,
                               int lane, float* out) {
-    for (int i = lane; i < hd_v; i += ATT_WARP) {
+    for (int i = lane; i < hd_v; i += WARP) {
         float acc = 0.0f;
         for (int j = 0; j < count; ++j) acc = fmaf(probs[j] * inv, v[(size_t)j * hd_v + i], acc);
         out[i] = acc;
@@ -56,8 +42,8 @@ extern "C" __global__ void attend(const float* __restrict__ q, const float* __re
                                   const int* __restrict__ positions, float scale, int window,
                                   float* __restrict__ probs, float* __restrict__ out, int n,
                                   int n_head, int n_kv, int ctx, int hd_k, int hd_v) {
-    const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / ATT_WARP;
-    const int lane = threadIdx.x % ATT_WARP;
+    const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / WARP;
+    const int lane = threadIdx.x % WARP;
     if (warp >= n * n_head) return;
     const int t = warp / n_head, h = warp % n_head, g = h / (n_head / n_kv);
     const int p = positions[t], lo = att_lo(p, window), count = p + 1 - lo;
@@ -65,20 +51,20 @@ extern "C" __global__ void attend(const float* __restrict__ q, const float* __re
     const float* kg = k_cache + ((size_t)g * ctx + lo) * hd_k;
     float* row = probs + (size_t)warp * ctx;
     float top = -__int_as_float(0x7f800000);
-    for (int j = lane; j < count; j += ATT_WARP) {
+    for (int j = lane; j < count; j += WARP) {
         float s = att_score(qv, kg + (size_t)j * hd_k, hd_k, scale);
         row[j] = s;
         top = fmaxf(top, s);
     }
-    for (int off = ATT_WARP / 2; off > 0; off /= 2)
+    for (int off = WARP / 2; off > 0; off /= 2)
         top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, off));
     double total = 0.0;
-    for (int j = lane; j < count; j += ATT_WARP) {
+    for (int j = lane; j < count; j += WARP) {
         float e = expf(row[j] - top);
         row[j] = e;
         total = total + (double)e;
     }
-    for (int off = ATT_WARP / 2; off > 0; off /= 2)
+    for (int off = WARP / 2; off > 0; off /= 2)
         total = total + __shfl_xor_sync(0xffffffffu, total, off);
     __syncwarp();
     const float inv = (float)(1.0 / total);

@@ -19,26 +19,11 @@
 // conv_silu: out[t, c] = silu(sum_j w[j, c] * seq[t + j, c]) over seq = state ++ x,
 // (w0 s0) + w1 s1 + ... in tap order; state (K-1, C) then holds the last K-1 rows of
 // seq, ring[t] (t < ring_count) the state after token t. One thread per channel.
-#ifdef __CUDACC_RTC__  // NVRTC (CuPy's default compiler) has no C library headers
-typedef unsigned char uint8_t;
-typedef signed char int8_t;
-typedef unsigned short uint16_t;
-typedef unsigned int uint32_t;
-#else
-#include <math.h>
-#include <stddef.h>
-#include <stdint.h>
-#endif
-
-#ifdef __CUDACC__
-#define MTPDEC_HD __host__ __device__ __forceinline__
-#else
-#define MTPDEC_HD inline
-#endif
+#include "common.cuh"
 
 namespace mtpdec {
 
-constexpr int GDN_D = 128, GDN_WARP = 32, GDN_PER_LANE = GDN_D / GDN_WARP;
+constexpr int GDN_D = 128, GDN_PER_LANE = GDN_D / WARP;
 
 // one token through lane L's part of a state row; returns this lane's share of row . k
 // (phase 1) - the caller sums the lanes, then calls gdn_update
@@ -46,7 +31,7 @@ MTPDEC_HD float gdn_decay_dot(float row[GDN_PER_LANE], const float* k, int lane,
     float acc = 0.0f;
     for (int c = 0; c < GDN_PER_LANE; ++c) {
         row[c] = row[c] * decay;
-        acc = fmaf(row[c], k[lane + GDN_WARP * c], acc);
+        acc = fmaf(row[c], k[lane + WARP * c], acc);
     }
     return acc;
 }
@@ -56,8 +41,8 @@ MTPDEC_HD float gdn_update_dot(float row[GDN_PER_LANE], const float* k, const fl
                                float delta) {
     float o = 0.0f;
     for (int c = 0; c < GDN_PER_LANE; ++c) {
-        row[c] = fmaf(delta, k[lane + GDN_WARP * c], row[c]);
-        o = fmaf(row[c], q[lane + GDN_WARP * c], o);
+        row[c] = fmaf(delta, k[lane + WARP * c], row[c]);
+        o = fmaf(row[c], q[lane + WARP * c], o);
     }
     return o;
 }
@@ -101,7 +86,7 @@ MTPDEC_HD void conv_silu_channel(const float* x, float* state, const float* w, f
 
 #ifdef __CUDACC__
 __device__ __forceinline__ float warp_sum(float v) {
-    for (int off = GDN_WARP / 2; off > 0; off /= 2) v = v + __shfl_xor_sync(0xffffffffu, v, off);
+    for (int off = WARP / 2; off > 0; off /= 2) v = v + __shfl_xor_sync(0xffffffffu, v, off);
     return v;
 }
 
@@ -112,13 +97,13 @@ extern "C" __global__ void delta_rule(float* __restrict__ m, const float* __rest
                                       float* __restrict__ out, float* __restrict__ ring,
                                       const long long* __restrict__ slots, int count, int n,
                                       int h_k, int h_v) {
-    const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / GDN_WARP;
-    const int lane = threadIdx.x % GDN_WARP;
+    const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / WARP;
+    const int lane = threadIdx.x % WARP;
     if (warp >= h_v * GDN_D) return;
     const int h = warp / GDN_D, j = warp % GDN_D, kh = h % h_k;
     float* mrow = m + ((size_t)h * GDN_D + j) * GDN_D;
     float row[GDN_PER_LANE];
-    for (int c = 0; c < GDN_PER_LANE; ++c) row[c] = mrow[lane + GDN_WARP * c];
+    for (int c = 0; c < GDN_PER_LANE; ++c) row[c] = mrow[lane + WARP * c];
     for (int t = 0; t < n; ++t) {
         const float* kt = k + ((size_t)t * h_k + kh) * GDN_D;
         const float* qt = q + ((size_t)t * h_k + kh) * GDN_D;
@@ -129,10 +114,10 @@ extern "C" __global__ void delta_rule(float* __restrict__ m, const float* __rest
         if (lane == 0) out[th * GDN_D + j] = o * scale;
         if (t < count) {
             float* dst = ring + (((size_t)slots[t] * h_v + h) * GDN_D + j) * GDN_D;
-            for (int c = 0; c < GDN_PER_LANE; ++c) dst[lane + GDN_WARP * c] = row[c];
+            for (int c = 0; c < GDN_PER_LANE; ++c) dst[lane + WARP * c] = row[c];
         }
     }
-    for (int c = 0; c < GDN_PER_LANE; ++c) mrow[lane + GDN_WARP * c] = row[c];
+    for (int c = 0; c < GDN_PER_LANE; ++c) mrow[lane + WARP * c] = row[c];
 }
 
 extern "C" __global__ void conv_silu(const float* __restrict__ x, float* __restrict__ state,

@@ -19,8 +19,6 @@
 
 namespace mtpdec {
 
-constexpr int WARP = 32;
-
 template <class B, int N>
 MTPDEC_HD void lane_partials(const uint8_t* row, int nblocks, const float* x, int cols, int lane,
                              float acc[N]) {
@@ -37,16 +35,6 @@ MTPDEC_HD void lane_partials(const uint8_t* row, int nblocks, const float* x, in
             for (int j = 0; j < 32; ++j) a = fmaf(w[j], xi[j], a);
             acc[i] = a;
         }
-    }
-}
-
-// the sum over lanes that __shfl_xor_sync produces: lane values v[0..31], in place;
-// every lane ends with the same total
-MTPDEC_HD void butterfly(float v[WARP]) {
-    for (int off = WARP / 2; off > 0; off /= 2) {
-        float next[WARP];
-        for (int l = 0; l < WARP; ++l) next[l] = v[l] + v[l ^ off];
-        for (int l = 0; l < WARP; ++l) v[l] = next[l];
     }
 }
 

@@ -8,22 +8,7 @@
 // __host__ __device__ and contraction-free (compile with --fmad=false on the device and
 // -ffp-contract=off on the host), so host and device decode bit for bit alike.
 #pragma once
-#ifdef __CUDACC_RTC__  // NVRTC (CuPy's default compiler) has no C library headers
-typedef unsigned char uint8_t;
-typedef signed char int8_t;
-typedef unsigned short uint16_t;
-typedef unsigned int uint32_t;
-#else
-#include <math.h>
-#include <stddef.h>
-#include <stdint.h>
-#endif
-
-#ifdef __CUDACC__
-#define MTPDEC_HD __host__ __device__ __forceinline__
-#else
-#define MTPDEC_HD inline
-#endif
+#include "common.cuh"
 
 namespace mtpdec {
 

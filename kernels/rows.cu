@@ -7,27 +7,13 @@
 // argmax:   out[r] = the lowest index of the largest value of row r (the verify epilogue:
 //           a greedy verify needs k token ids, not k rows of logits); x float32 (rows, d),
 //           out int32 (rows,). NaN is never larger.
-#ifdef __CUDACC_RTC__  // NVRTC (CuPy's default compiler) has no C library headers
-typedef unsigned int uint32_t;
-#else
-#include <math.h>
-#include <stddef.h>
-#include <stdint.h>
-#endif
-
-#ifdef __CUDACC__
-#define MTPDEC_HD __host__ __device__ __forceinline__
-#else
-#define MTPDEC_HD inline
-#endif
+#include "common.cuh"
 
 namespace mtpdec {
 
-constexpr int ROW_WARP = 32;
-
 MTPDEC_HD double lane_sum_squares(const float* x, int d, int lane) {
     double acc = 0.0;
-    for (int i = lane; i < d; i += ROW_WARP) {
+    for (int i = lane; i < d; i += WARP) {
         double v = (double)x[i];
         acc = acc + v * v;
     }
@@ -61,44 +47,44 @@ MTPDEC_HD float negative_infinity() {
 MTPDEC_HD void lane_argmax(const float* x, int d, int lane, float* best, int* at) {
     *best = negative_infinity();
     *at = d;  // no candidate yet (all NaN or -inf rows end at the first -inf or 0)
-    for (int i = lane; i < d; i += ROW_WARP) argmax_merge(best, at, x[i], i);
+    for (int i = lane; i < d; i += WARP) argmax_merge(best, at, x[i], i);
 }
 
 #ifdef __CUDACC__
 __device__ __forceinline__ double warp_sum_double(double v) {
-    for (int off = ROW_WARP / 2; off > 0; off /= 2) v = v + __shfl_xor_sync(0xffffffffu, v, off);
+    for (int off = WARP / 2; off > 0; off /= 2) v = v + __shfl_xor_sync(0xffffffffu, v, off);
     return v;
 }
 
 extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __restrict__ w,
                                    float eps, float* __restrict__ out, int rows, int d) {
-    const int row = (blockIdx.x * blockDim.x + threadIdx.x) / ROW_WARP;
-    const int lane = threadIdx.x % ROW_WARP;
+    const int row = (blockIdx.x * blockDim.x + threadIdx.x) / WARP;
+    const int lane = threadIdx.x % WARP;
     if (row >= rows) return;
     const float* xr = x + (size_t)row * d;
     float scale = rms_scale(warp_sum_double(lane_sum_squares(xr, d, lane)), d, eps);
-    for (int i = lane; i < d; i += ROW_WARP) out[(size_t)row * d + i] = (xr[i] * scale) * w[i];
+    for (int i = lane; i < d; i += WARP) out[(size_t)row * d + i] = (xr[i] * scale) * w[i];
 }
 
 extern "C" __global__ void l2norm(const float* __restrict__ x, float eps, float* __restrict__ out,
                                   int rows, int d) {
-    const int row = (blockIdx.x * blockDim.x + threadIdx.x) / ROW_WARP;
-    const int lane = threadIdx.x % ROW_WARP;
+    const int row = (blockIdx.x * blockDim.x + threadIdx.x) / WARP;
+    const int lane = threadIdx.x % WARP;
     if (row >= rows) return;
     const float* xr = x + (size_t)row * d;
     float scale = l2_scale(warp_sum_double(lane_sum_squares(xr, d, lane)), eps);
-    for (int i = lane; i < d; i += ROW_WARP) out[(size_t)row * d + i] = xr[i] * scale;
+    for (int i = lane; i < d; i += WARP) out[(size_t)row * d + i] = xr[i] * scale;
 }
 
 extern "C" __global__ void argmax(const float* __restrict__ x, int* __restrict__ out, int rows,
                                   int d) {
-    const int row = (blockIdx.x * blockDim.x + threadIdx.x) / ROW_WARP;
-    const int lane = threadIdx.x % ROW_WARP;
+    const int row = (blockIdx.x * blockDim.x + threadIdx.x) / WARP;
+    const int lane = threadIdx.x % WARP;
     if (row >= rows) return;
     float best;
     int at;
     lane_argmax(x + (size_t)row * d, d, lane, &best, &at);
-    for (int off = ROW_WARP / 2; off > 0; off /= 2) {
+    for (int off = WARP / 2; off > 0; off /= 2) {
         float v = __shfl_xor_sync(0xffffffffu, best, off);
         int i = __shfl_xor_sync(0xffffffffu, at, off);
         argmax_merge(&best, &at, v, i);

@@ -1,6 +1,7 @@
-"""CuPy runtime of the GPU kernels: one RawModule of ``kernels/matvec.cu`` with every
-instance of ``mtpdec.gpu.sources``, and the matvec launch. Needs CuPy and an NVIDIA GPU
-(``pip install mtpdec[cuda]``); checked on one only through ``scripts/gpu_check.sh``.
+"""CuPy runtime of the GPU kernels: one RawModule per ``kernels/*.cu`` file (the matvec
+one with every instance of ``mtpdec.gpu.sources``) and a launcher per kernel over cupy
+arrays. Needs CuPy and an NVIDIA GPU (``pip install mtpdec[cuda]``); run on one only by
+``scripts/gpu_check.sh`` (tests/test_gpu_kernels.py), not yet in this repository's history.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ from mtpdec.quants.types import GGMLType
 WARPS_PER_BLOCK = 8
 
 
+@functools.cache
+def module(source: str, names: tuple[str, ...] = ()) -> Any:
+    """kernels/``source`` compiled by CuPy (NVRTC; CuPy caches the binary on disk), with
+    the C++ name expressions ``names`` of templated kernels (extern "C" ones are found by
+    their plain names)."""
+    cupy = require_cupy()
+    return cupy.RawModule(
+        code=kernel_path(source).read_text(),
+        options=(*NVCC_OPTIONS, f"-I{KERNEL_DIR}"),
+        name_expressions=list(names) or None,
+    )
+
+
 def require_cupy() -> Any:
     """The cupy module, or a one-line MtpdecError saying how to get a GPU build."""
     try:
@@ -37,26 +51,6 @@ def require_cupy() -> Any:
     return cupy
 
 
-@functools.cache
-def matvec_module() -> Any:
-    """The compiled RawModule (CuPy caches the binary on disk)."""
-    cupy = require_cupy()
-    source = kernel_path("matvec.cu").read_text()
-    return cupy.RawModule(
-        code=source,
-        options=(*NVCC_OPTIONS, f"-I{KERNEL_DIR}"),
-        name_expressions=matvec_names(),
-    )
-
-
-@functools.cache
-def gdn_module() -> Any:
-    cupy = require_cupy()
-    source = kernel_path("gdn.cu").read_text()
-    module = cupy.RawModule(code=source, options=NVCC_OPTIONS)
-    return module  # extern "C" kernels: get_function by their plain names (GDN_KERNELS)
-
-
 def delta_rule(m: Any, q: Any, k: Any, v: Any, decay: Any, beta: Any, ring: Any, slots: Any) -> Any:
     """The gated delta rule of kernels/gdn.cu over n tokens: m (H_v, 128, 128) updated in
     place, ring[slots[t]] the state after token t < len(slots); decay = exp(g). Returns
@@ -69,7 +63,7 @@ def delta_rule(m: Any, q: Any, k: Any, v: Any, decay: Any, beta: Any, ring: Any,
     grid = (h_v * d + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK
     scale = np.float32(1.0 / np.sqrt(np.float32(d)))
     args = (m, q, k, v, decay, beta, scale, out, ring, slots, np.int32(len(slots)))
-    gdn_module().get_function("delta_rule")(
+    module("gdn.cu").get_function("delta_rule")(
         (grid,), (threads,), (*args, np.int32(n), np.int32(h_k), np.int32(h_v))
     )
     return out
@@ -83,22 +77,16 @@ def conv_silu(x: Any, state: Any, w: Any, ring: Any) -> Any:
     out = cupy.empty_like(x)
     threads = 256
     args = (x, state, w, out, ring, np.int32(len(ring)), np.int32(n), np.int32(channels))
-    gdn_module().get_function("conv_silu")(
+    module("gdn.cu").get_function("conv_silu")(
         ((channels + threads - 1) // threads,), (threads,), (*args, np.int32(w.shape[0]))
     )
     return out
 
 
-@functools.cache
-def rows_module() -> Any:
-    cupy = require_cupy()
-    return cupy.RawModule(code=kernel_path("rows.cu").read_text(), options=NVCC_OPTIONS)
-
-
 def _row_launch(name: str, rows: int, args: tuple) -> None:
     threads = 32 * WARPS_PER_BLOCK
     grid = (rows + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK
-    rows_module().get_function(name)((grid,), (threads,), args)
+    module("rows.cu").get_function(name)((grid,), (threads,), args)
 
 
 def rmsnorm(x: Any, w: Any, eps: float) -> Any:
@@ -125,12 +113,6 @@ def argmax_rows(x: Any) -> Any:
     return out
 
 
-@functools.cache
-def attention_module() -> Any:
-    cupy = require_cupy()
-    return cupy.RawModule(code=kernel_path("attention.cu").read_text(), options=NVCC_OPTIONS)
-
-
 def attend(
     q: Any, k_cache: Any, v_cache: Any, positions: Any, scale: float, window: int = 0
 ) -> Any:
@@ -145,7 +127,7 @@ def attend(
     grid = (n * n_head + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK
     args = (q, k_cache, v_cache, positions, np.float32(scale), np.int32(window), probs, out)
     sizes = (n, n_head, n_kv, ctx, hd_k, hd_v)
-    attention_module().get_function("attend")(
+    module("attention.cu").get_function("attend")(
         (grid,), (threads,), (*args, *(np.int32(s) for s in sizes))
     )
     return out
@@ -158,7 +140,7 @@ def matvec(w: Any, t: GGMLType, x: Any, out: Any | None = None) -> Any:
     n <= 8; returns (or fills) cupy float32 (n, rows)."""
     cupy = require_cupy()
     n, rows = x.shape[0], w.shape[0]
-    kernel = matvec_module().get_function(matvec_name(t, n))
+    kernel = module("matvec.cu", tuple(matvec_names())).get_function(matvec_name(t, n))
     if out is None:
         out = cupy.empty((n, rows), dtype=np.float32)
     threads = 32 * WARPS_PER_BLOCK

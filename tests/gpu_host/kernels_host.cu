@@ -142,30 +142,30 @@ static int delta_rule_host(char** argv) {
         int kh = h % h_k;
         for (int j = 0; j < d; ++j) {
             float* mrow = &m[((size_t)h * d + j) * d];
-            float rows[GDN_WARP][GDN_PER_LANE];
-            for (int lane = 0; lane < GDN_WARP; ++lane)
-                for (int c = 0; c < GDN_PER_LANE; ++c) rows[lane][c] = mrow[lane + GDN_WARP * c];
+            float rows[WARP][GDN_PER_LANE];
+            for (int lane = 0; lane < WARP; ++lane)
+                for (int c = 0; c < GDN_PER_LANE; ++c) rows[lane][c] = mrow[lane + WARP * c];
             for (int t = 0; t < n; ++t) {
                 const float* kt = &k[((size_t)t * h_k + kh) * d];
                 const float* qt = &q[((size_t)t * h_k + kh) * d];
                 size_t th = (size_t)t * h_v + h;
-                float part[GDN_WARP];
-                for (int lane = 0; lane < GDN_WARP; ++lane)
+                float part[WARP];
+                for (int lane = 0; lane < WARP; ++lane)
                     part[lane] = gdn_decay_dot(rows[lane], kt, lane, decay[th]);
                 butterfly(part);
                 float delta = gdn_delta(v[th * d + j], part[0], beta[th]);
-                for (int lane = 0; lane < GDN_WARP; ++lane)
+                for (int lane = 0; lane < WARP; ++lane)
                     part[lane] = gdn_update_dot(rows[lane], kt, qt, lane, delta);
                 butterfly(part);
                 out[th * d + j] = part[0] * scale;
                 if (t < count)
-                    for (int lane = 0; lane < GDN_WARP; ++lane)
+                    for (int lane = 0; lane < WARP; ++lane)
                         for (int c = 0; c < GDN_PER_LANE; ++c)
-                            ring[(((size_t)slots[t] * h_v + h) * d + j) * d + lane + GDN_WARP * c] =
+                            ring[(((size_t)slots[t] * h_v + h) * d + j) * d + lane + WARP * c] =
                                 rows[lane][c];
             }
-            for (int lane = 0; lane < GDN_WARP; ++lane)
-                for (int c = 0; c < GDN_PER_LANE; ++c) mrow[lane + GDN_WARP * c] = rows[lane][c];
+            for (int lane = 0; lane < WARP; ++lane)
+                for (int c = 0; c < GDN_PER_LANE; ++c) mrow[lane + WARP * c] = rows[lane][c];
         }
     }
     write_file(at(dir, "out").c_str(), out);
@@ -202,29 +202,25 @@ static int rows_host(char** argv) {
     for (int r = 0; r < rows; ++r) {
         const float* xr = &x[(size_t)r * d];
         if (!std::strcmp(op, "argmax")) {
-            float best[ROW_WARP];
-            int at[ROW_WARP];
-            for (int lane = 0; lane < ROW_WARP; ++lane) lane_argmax(xr, d, lane, &best[lane], &at[lane]);
-            for (int off = ROW_WARP / 2; off > 0; off /= 2) {  // the xor butterfly of argmax
-                float nb[ROW_WARP];
-                int na[ROW_WARP];
-                for (int l = 0; l < ROW_WARP; ++l) {
+            float best[WARP];
+            int at[WARP];
+            for (int lane = 0; lane < WARP; ++lane) lane_argmax(xr, d, lane, &best[lane], &at[lane]);
+            for (int off = WARP / 2; off > 0; off /= 2) {  // the xor butterfly of argmax
+                float nb[WARP];
+                int na[WARP];
+                for (int l = 0; l < WARP; ++l) {
                     nb[l] = best[l];
                     na[l] = at[l];
                     argmax_merge(&nb[l], &na[l], best[l ^ off], at[l ^ off]);
                 }
-                for (int l = 0; l < ROW_WARP; ++l) { best[l] = nb[l]; at[l] = na[l]; }
+                for (int l = 0; l < WARP; ++l) { best[l] = nb[l]; at[l] = na[l]; }
             }
             ids[r] = at[0] < d ? at[0] : 0;
             continue;
         }
-        double part[ROW_WARP];
-        for (int lane = 0; lane < ROW_WARP; ++lane) part[lane] = lane_sum_squares(xr, d, lane);
-        for (int off = ROW_WARP / 2; off > 0; off /= 2) {
-            double next[ROW_WARP];
-            for (int l = 0; l < ROW_WARP; ++l) next[l] = part[l] + part[l ^ off];
-            for (int l = 0; l < ROW_WARP; ++l) part[l] = next[l];
-        }
+        double part[WARP];
+        for (int lane = 0; lane < WARP; ++lane) part[lane] = lane_sum_squares(xr, d, lane);
+        butterfly(part);
         bool rms = !std::strcmp(op, "rmsnorm");
         float scale = rms ? rms_scale(part[0], d, eps) : l2_scale(part[0], eps);
         for (int i = 0; i < d; ++i) out[(size_t)r * d + i] = rms ? (xr[i] * scale) * w[i] : xr[i] * scale;
@@ -261,18 +257,14 @@ static int attend_host(char** argv) {
                 row[j] = att_score(qv, kg + (size_t)j * hd_k, hd_k, scale);
                 top = std::fmax(top, row[j]);
             }
-            double lanes[ATT_WARP] = {0.0};
+            double lanes[WARP] = {0.0};
             for (int j = 0; j < count; ++j) {
                 row[j] = expf(row[j] - top);
-                lanes[j % ATT_WARP] = lanes[j % ATT_WARP] + (double)row[j];
+                lanes[j % WARP] = lanes[j % WARP] + (double)row[j];
             }
-            for (int off = ATT_WARP / 2; off > 0; off /= 2) {
-                double next[ATT_WARP];
-                for (int l = 0; l < ATT_WARP; ++l) next[l] = lanes[l] + lanes[l ^ off];
-                for (int l = 0; l < ATT_WARP; ++l) lanes[l] = next[l];
-            }
+            butterfly(lanes);
             float inv = (float)(1.0 / lanes[0]);
-            for (int lane = 0; lane < ATT_WARP; ++lane)
+            for (int lane = 0; lane < WARP; ++lane)
                 att_accumulate(row.data(), count, inv, &vc[((size_t)g * ctx + lo) * hd_v], hd_v, lane,
                                &out[((size_t)t * n_head + h) * hd_v]);
         }
