@@ -7,6 +7,11 @@
 // argmax:   out[r] = the lowest index of the largest value of row r (the verify epilogue:
 //           a greedy verify needs k token ids, not k rows of logits); x float32 (rows, d),
 //           out int32 (rows,). NaN is never larger.
+// rope_neox: rotate the first 2 * half dims of each head, dim i with dim i + half:
+//           (x0 cos - x1 sin, x0 sin + x1 cos), the rest copied; x, out: float32
+//           (n, heads, hd); cos, sin: float32 (n, half). One thread per (t, head, dim).
+// silu_mul / sigmoid_mul: out = silu(x) * m, sigmoid(x) * m elementwise (SwiGLU, gates),
+//           as x / (1 + exp(min(-x, 88))) and 1 / (1 + exp(min(-x, 88))).
 #include "common.cuh"
 
 namespace mtpdec {
@@ -50,6 +55,17 @@ MTPDEC_HD void lane_argmax(const float* x, int d, int lane, float* best, int* at
     for (int i = lane; i < d; i += WARP) argmax_merge(best, at, x[i], i);
 }
 
+MTPDEC_HD void rope_pair(float x0, float x1, float c, float s, float* o0, float* o1) {
+    float a = x0 * c, b = x1 * s, e = x0 * s, f = x1 * c;
+    *o0 = a - b;
+    *o1 = e + f;
+}
+
+MTPDEC_HD float one_plus_exp_neg(float x) {
+    float t = -x < 88.0f ? -x : 88.0f;
+    return 1.0f + expf(t);
+}
+
 #ifdef __CUDACC__
 __device__ __forceinline__ double warp_sum_double(double v) {
     for (int off = WARP / 2; off > 0; off /= 2) v = v + __shfl_xor_sync(0xffffffffu, v, off);
@@ -90,6 +106,35 @@ extern "C" __global__ void argmax(const float* __restrict__ x, int* __restrict__
         argmax_merge(&best, &at, v, i);
     }
     if (lane == 0) out[row] = at < d ? at : 0;
+}
+extern "C" __global__ void rope_neox(const float* __restrict__ x, const float* __restrict__ cos_t,
+                                     const float* __restrict__ sin_t, float* __restrict__ out,
+                                     int n, int heads, int hd, int half) {
+    const size_t at = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (at >= (size_t)n * heads * hd) return;
+    const int i = at % hd, t = at / ((size_t)heads * hd);
+    const size_t base = at - i;
+    if (i < half) {
+        float o0, o1;
+        rope_pair(x[base + i], x[base + i + half], cos_t[(size_t)t * half + i],
+                  sin_t[(size_t)t * half + i], &o0, &o1);
+        out[base + i] = o0;
+        out[base + i + half] = o1;
+    } else if (i >= 2 * half) {
+        out[at] = x[at];
+    }
+}
+
+extern "C" __global__ void silu_mul(const float* __restrict__ x, const float* __restrict__ m,
+                                    float* __restrict__ out, long long count) {
+    const long long at = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (at < count) out[at] = (x[at] / one_plus_exp_neg(x[at])) * m[at];
+}
+
+extern "C" __global__ void sigmoid_mul(const float* __restrict__ x, const float* __restrict__ m,
+                                       float* __restrict__ out, long long count) {
+    const long long at = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (at < count) out[at] = (1.0f / one_plus_exp_neg(x[at])) * m[at];
 }
 #endif
 

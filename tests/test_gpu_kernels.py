@@ -394,3 +394,53 @@ def test_gpu_attention_is_close_to_the_host_run(cupy, host_binary, tmp_path) -> 
     want = host_attend(host_binary, tmp_path, q, kc, vc, positions, 0.088, 0)
     got = attend(*(cupy.asarray(a) for a in (q, kc, vc, positions)), 0.088)
     np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=1e-6, atol=1e-7)  # expf differs
+
+
+def host_run(binary: Path, tmp: Path, args: list[str], arrays: dict[str, np.ndarray]) -> np.ndarray:
+    for name, arr in arrays.items():
+        (tmp / f"{name}.bin").write_bytes(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+    subprocess.run([str(binary), *args], check=True, capture_output=True)
+    return np.fromfile(tmp / "out.bin", dtype=np.float32)
+
+
+def test_rope_kernel_equals_the_cpu_op_bit_for_bit(host_binary, tmp_path) -> None:
+    from mtpdec.cpu.ops import rope_angles, rope_neox
+
+    n, heads, hd, n_rot = 3, 4, 256, 64  # qwen35: 64 of 256 dims rotated
+    x = np.random.default_rng(16).standard_normal((n, heads, hd)).astype(np.float32)
+    cos, sin = rope_angles(np.arange(500, 503), n_rot, 1e7)
+    args = ["rope", str(tmp_path), str(n), str(heads), str(hd), str(n_rot // 2)]
+    got = host_run(host_binary, tmp_path, args, {"x": x, "cos": cos, "sin": sin})
+    assert np.array_equal(got.view(np.uint32), rope_neox(x, cos, sin).reshape(-1).view(np.uint32))
+
+
+@pytest.mark.parametrize("name", ["silu_mul", "sigmoid_mul"])
+def test_gate_kernels_match_the_cpu_ops(host_binary, tmp_path, name) -> None:
+    from mtpdec.cpu.ops import sigmoid, silu
+
+    rng = np.random.default_rng(17)
+    x = (rng.standard_normal(5000) * 10).astype(np.float32)
+    x[:3] = [-100.0, 100.0, 0.0]  # the capped exponent, and saturation
+    m = rng.standard_normal(5000).astype(np.float32)
+    got = host_run(host_binary, tmp_path, ["gate", name, str(tmp_path), "5000"], {"x": x, "m": m})
+    want = (silu if name == "silu_mul" else sigmoid)(x, m)
+    np.testing.assert_allclose(got, want, rtol=3e-7, atol=1e-30)  # expf: host vs numpy
+
+
+def test_gpu_rope_and_gates_equal_the_host_runs(cupy, host_binary, tmp_path) -> None:
+    from mtpdec.cpu.ops import rope_angles
+    from mtpdec.gpu.runtime import gate, rope_neox
+
+    x = np.random.default_rng(18).standard_normal((2, 3, 128)).astype(np.float32)
+    cos, sin = rope_angles(np.arange(7, 9), 64, 1e4)
+    args = ["rope", str(tmp_path), "2", "3", "128", "32"]
+    want = host_run(host_binary, tmp_path, args, {"x": x, "cos": cos, "sin": sin})
+    got = rope_neox(cupy.asarray(x), cupy.asarray(cos), cupy.asarray(sin))
+    assert np.array_equal(cupy.asnumpy(got).reshape(-1).view(np.uint32), want.view(np.uint32))
+    a, m = x.reshape(-1) * 5, x.reshape(-1)[::-1].copy()
+    for name in ("silu_mul", "sigmoid_mul"):
+        want = host_run(
+            host_binary, tmp_path, ["gate", name, str(tmp_path), str(a.size)], {"x": a, "m": m}
+        )
+        got = cupy.asnumpy(gate(name, cupy.asarray(a), cupy.asarray(m)))
+        np.testing.assert_allclose(got, want, rtol=3e-7, atol=1e-30)  # expf: device vs host

@@ -113,6 +113,27 @@ def argmax_rows(x: Any) -> Any:
     return out
 
 
+def rope_neox(x: Any, cos: Any, sin: Any) -> Any:
+    """kernels/rows.cu rope_neox: cupy float32 x (n, heads, hd), cos/sin (n, half)."""
+    out = require_cupy().empty_like(x)
+    n, heads, hd = x.shape
+    total, threads = n * heads * hd, 256
+    args = (x, cos, sin, out, np.int32(n), np.int32(heads), np.int32(hd), np.int32(cos.shape[1]))
+    module("rows.cu").get_function("rope_neox")(
+        ((total + threads - 1) // threads,), (threads,), args
+    )
+    return out
+
+
+def gate(name: str, x: Any, m: Any) -> Any:
+    """kernels/rows.cu ``silu_mul`` or ``sigmoid_mul`` of cupy float32 arrays of one shape."""
+    out = require_cupy().empty_like(x)
+    threads = 256
+    grid = ((x.size + threads - 1) // threads,)
+    module("rows.cu").get_function(name)(grid, (threads,), (x, m, out, np.int64(x.size)))
+    return out
+
+
 def attend(
     q: Any, k_cache: Any, v_cache: Any, positions: Any, scale: float, window: int = 0
 ) -> Any:

@@ -60,7 +60,14 @@ def matvec_names() -> list[str]:
 
 
 GDN_KERNELS = ("delta_rule", "conv_silu")  # extern "C" kernels of kernels/gdn.cu
-ROW_KERNELS = ("rmsnorm", "l2norm", "argmax")  # extern "C" kernels of kernels/rows.cu
+ROW_KERNELS = (
+    "rmsnorm",
+    "l2norm",
+    "argmax",
+    "rope_neox",
+    "silu_mul",
+    "sigmoid_mul",
+)  # extern "C" kernels of kernels/rows.cu
 SOURCES = ("matvec.cu", "gdn.cu", "rows.cu", "attention.cu")  # every .cu file of kernels/
 
 

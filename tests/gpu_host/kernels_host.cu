@@ -18,6 +18,8 @@
 //       DIR holds x (and w for rmsnorm); writes DIR/out.bin (float32, int32 for argmax)
 //   kernels_host attend DIR N N_HEAD N_KV CTX HD_K HD_V WINDOW SCALE
 //       DIR holds q k_cache v_cache (float32) and positions (int32); writes DIR/out.bin
+//   kernels_host rope DIR N HEADS HD HALF    DIR holds x cos sin; writes DIR/out.bin
+//   kernels_host gate OP DIR COUNT           (OP: silu_mul, sigmoid_mul) DIR holds x m
 // Exit 2 with a message on bad arguments.
 #include <cstdio>
 #include <cstdlib>
@@ -272,7 +274,38 @@ static int attend_host(char** argv) {
     return 0;
 }
 
+static int rope_host(char** argv) {
+    const char* dir = argv[2];
+    int n = std::atoi(argv[3]), heads = std::atoi(argv[4]), hd = std::atoi(argv[5]);
+    int half = std::atoi(argv[6]);
+    std::vector<float> x = floats(dir, "x", (size_t)n * heads * hd), out(x.size());
+    std::vector<float> c = floats(dir, "cos", (size_t)n * half), sn = floats(dir, "sin", c.size());
+    for (int t = 0; t < n; ++t)
+        for (int h = 0; h < heads; ++h) {
+            size_t base = ((size_t)t * heads + h) * hd;
+            for (int i = 0; i < half; ++i)
+                rope_pair(x[base + i], x[base + i + half], c[(size_t)t * half + i],
+                          sn[(size_t)t * half + i], &out[base + i], &out[base + i + half]);
+            for (int i = 2 * half; i < hd; ++i) out[base + i] = x[base + i];
+        }
+    write_file(at(dir, "out").c_str(), out);
+    return 0;
+}
+
+static int gate_host(char** argv) {
+    bool silu = !std::strcmp(argv[2], "silu_mul");
+    const char* dir = argv[3];
+    size_t count = std::strtoull(argv[4], nullptr, 10);
+    std::vector<float> x = floats(dir, "x", count), m = floats(dir, "m", count), out(count);
+    for (size_t i = 0; i < count; ++i)
+        out[i] = (silu ? x[i] / one_plus_exp_neg(x[i]) : 1.0f / one_plus_exp_neg(x[i])) * m[i];
+    write_file(at(dir, "out").c_str(), out);
+    return 0;
+}
+
 int main(int argc, char** argv) {
+    if (argc == 7 && !std::strcmp(argv[1], "rope")) return rope_host(argv);
+    if (argc == 5 && !std::strcmp(argv[1], "gate")) return gate_host(argv);
     if (argc == 11 && !std::strcmp(argv[1], "attend")) return attend_host(argv);
     if (argc == 7 && !std::strcmp(argv[1], "rows")) return rows_host(argv);
     if (argc == 8 && !std::strcmp(argv[1], "delta_rule")) return delta_rule_host(argv);
