@@ -188,3 +188,11 @@ def test_pick_and_probs_is_pick_and_probs(options) -> None:
         token, q = a.pick_and_probs(row)
         assert token == b.pick(row)
         assert np.array_equal(q, b.probs(row))
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+def test_a_vanishing_temperature_is_greedy_not_nan(top_p: float) -> None:
+    logits = np.array([1.0, 2.0, 3.0, 2.5], np.float32)
+    s = Sampler(temp=1e-320, top_p=top_p, seed=0)  # 1 / temp overflows to inf
+    assert s.probs(logits).tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert s.pick(logits) == 2

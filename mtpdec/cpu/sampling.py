@@ -27,16 +27,22 @@ LANES = 4  # partial histograms, so that runs of one bin do not chain their addi
 
 
 @njit(cache=True, nogil=True)
+def _scaled(d, temp, inv):  # pragma: no cover - compiled
+    """-(d / temp) as a multiply by inv = 1 / temp, or a division when inv overflowed
+    (temp below ~1e-308, where 0 * inf would make the top token NaN)."""
+    return -(d * inv) if inv < np.inf else -(d / temp)
+
+
+@njit(cache=True, nogil=True)
 def scale(logits, top, temp, x, bins):  # pragma: no cover - compiled
     inv = 1.0 / temp
     if bins.size:
         for i in range(logits.size):
-            d = top - np.float64(logits[i])
-            x[i] = -(d * inv)
-            bins[i] = np.uint16(min(d * (inv * BINS_PER_UNIT), BINS - 1.0))
+            x[i] = _scaled(top - np.float64(logits[i]), temp, inv)
+            bins[i] = np.uint16(min(-x[i] * BINS_PER_UNIT, BINS - 1.0))
     else:
         for i in range(logits.size):
-            x[i] = (np.float64(logits[i]) - top) * inv
+            x[i] = _scaled(top - np.float64(logits[i]), temp, inv)
 
 
 @njit(cache=True, nogil=True)
