@@ -36,6 +36,25 @@ def check_sampling(temp: float, top_k: int, top_p: float, seed: int | None) -> N
         raise MtpdecError(f"--seed must be in [0, 2^64), got {seed}")
 
 
+def _row(logits: np.ndarray) -> np.ndarray:
+    """logits as one non-empty float32 or float64 row in native byte order (other
+    float types converted to float32); MtpdecError otherwise."""
+    logits = np.asarray(logits)
+    if logits.ndim != 1 or logits.size == 0:
+        raise MtpdecError(f"logits must be one non-empty row, got shape {logits.shape}")
+    native = logits.dtype in (np.float32, np.float64) and logits.dtype.isnative
+    return logits if native else logits.astype(np.float32)
+
+
+def _argmax(logits: np.ndarray) -> int:
+    """The lowest id of the largest logit; MtpdecError when that is not finite (a NaN
+    wins np.argmax)."""
+    i = int(np.argmax(logits))
+    if not math.isfinite(logits[i]):
+        raise MtpdecError(f"logits are not finite (max {logits[i]})")
+    return i
+
+
 class Sampler:
     """Picks the next token from one row of logits.
 
@@ -72,10 +91,10 @@ class Sampler:
 
     def pick(self, logits: np.ndarray) -> int:
         """The next token id from float logits of shape (n_vocab,)."""
+        logits = _row(logits)
         if self.greedy:
-            return int(np.argmax(logits))
-        logits = np.asarray(logits)
-        if self.top_k == 0 and self.top_p == 1.0:  # the whole vocabulary, not normalized
+            return _argmax(logits)
+        if self._whole_vocabulary(logits.size):  # not normalized
             e = self._exp_scaled(logits, self._top(logits))
             return self._draw(np.cumsum(e, out=e))
         ids, p = self._support(logits)
@@ -85,14 +104,22 @@ class Sampler:
     def pick_and_probs(self, logits: np.ndarray) -> tuple[int, np.ndarray]:
         """``pick(logits)`` (the same token from the same random state) and
         ``probs(logits)``, sharing one pass over the logits (a sampled draft and its q)."""
+        logits = _row(logits)
         if self.greedy:
-            return int(np.argmax(logits)), self.probs(logits)
+            return _argmax(logits), self.probs(logits)
+        if self._whole_vocabulary(logits.size):
+            e = self._exp_scaled(logits, self._top(logits))
+            q = e / e.sum()
+            return self._draw(np.cumsum(e, out=e)), q  # the cdf pick draws from
         ids, p = self._support(logits)
-        if ids is None:  # p is the whole vocabulary
-            return self._draw(np.cumsum(p)), p
-        q = np.zeros(np.shape(logits)[-1], dtype=np.float64)
+        assert ids is not None
+        q = np.zeros(logits.size, dtype=np.float64)
         q[ids] = p
         return int(ids[self._draw(np.cumsum(p))]), q
+
+    def _whole_vocabulary(self, n: int) -> bool:
+        """Whether every token can be picked (no top-k below n, no top-p)."""
+        return not 0 < self.top_k < n and self.top_p == 1.0
 
     def _draw(self, cdf: np.ndarray) -> int:
         """Index of a uniform draw over a (not normalized) cumulative distribution."""
@@ -101,22 +128,20 @@ class Sampler:
 
     def probs(self, logits: np.ndarray) -> np.ndarray:
         """float64 (n_vocab,): the probability ``pick`` gives each token (sums to 1)."""
+        logits = _row(logits)
         if not self.greedy:
             ids, p = self._support(logits)
             if ids is None:
                 return p
         out = np.zeros(np.shape(logits)[-1], dtype=np.float64)
         if self.greedy:
-            out[int(np.argmax(logits))] = 1.0
+            out[_argmax(logits)] = 1.0
         else:
             out[ids] = p
         return out
 
     def _top(self, logits: np.ndarray) -> float:
-        """The largest logit; MtpdecError unless logits are one non-empty row with a
-        finite maximum."""
-        if logits.ndim != 1 or logits.size == 0:
-            raise MtpdecError(f"logits must be one non-empty row, got shape {logits.shape}")
+        """The largest logit; MtpdecError unless it is finite."""
         top = float(logits.max())
         if not math.isfinite(top):
             raise MtpdecError(f"logits are not finite (max {top})")
@@ -139,7 +164,6 @@ class Sampler:
         """(token ids, normalized float64 probabilities) of the tokens that can be picked:
         most likely first with top-k, in ``nucleus`` order with top-p alone; (None, all
         n_vocab probabilities) when neither is set."""
-        logits = np.asarray(logits)
         top = self._top(logits)
         if 0 < self.top_k < logits.size:
             # k largest, ties to the lower id: a stable sort over the candidates (the
@@ -157,7 +181,7 @@ class Sampler:
         e = self._exp_scaled(logits, top, binned=self.top_p < 1.0)
         if self.top_p == 1.0:
             return None, e / e.sum()
-        count, _ = nucleus(e, self._bins, self.top_p, self._ids)
+        count, _ = nucleus(logits, e, self._bins, self.top_p, self._ids)
         ids = self._ids[:count].copy()
         p = e[ids]
         return ids, p / p.sum()

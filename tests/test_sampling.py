@@ -196,3 +196,38 @@ def test_a_vanishing_temperature_is_greedy_not_nan(top_p: float) -> None:
     s = Sampler(temp=1e-320, top_p=top_p, seed=0)  # 1 / temp overflows to inf
     assert s.probs(logits).tolist() == [0.0, 0.0, 1.0, 0.0]
     assert s.pick(logits) == 2
+
+
+def test_pick_with_top_k_beyond_the_vocabulary() -> None:
+    logits = np.array([0.0, 1.0, 2.0], np.float32)
+    s = Sampler(temp=1.0, top_k=3, seed=0)
+    assert {s.pick(logits) for _ in range(100)} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ">f4", np.float64])
+def test_other_float_types_sample_like_float32(dtype) -> None:
+    logits = np.random.default_rng(19).standard_normal(300).astype(np.float32)
+    other = logits.astype(dtype)
+    for options in ({"temp": 0.8}, {"temp": 0.8, "top_p": 0.7}, {"temp": 0.8, "top_k": 9}):
+        want = Sampler(**options).probs(other.astype(np.float32))
+        np.testing.assert_allclose(Sampler(**options).probs(other), want, rtol=1e-12)
+        assert Sampler(**options, seed=3).pick(other) == Sampler(**options, seed=3).pick(
+            other.astype(np.float32)
+        )
+
+
+def test_greedy_checks_its_input_too() -> None:
+    s = Sampler()
+    with pytest.raises(MtpdecError, match="one non-empty row"):
+        s.pick(np.zeros((2, 5), np.float32))
+    with pytest.raises(MtpdecError, match="one non-empty row"):
+        s.probs(np.zeros(0, np.float32))
+    with pytest.raises(MtpdecError, match="not finite"):
+        s.pick(np.array([0.0, np.nan, 1.0], np.float32))
+
+
+def test_top_p_ranks_by_logit_where_probabilities_are_equal() -> None:
+    # at a huge temperature both probabilities round to the same value: the larger
+    # logit still ranks first, as in top-k and the full-sort definition
+    logits = np.array([0.0, 1.0], np.float32)
+    assert np.flatnonzero(Sampler(temp=1e17, top_p=0.5).probs(logits)).tolist() == [1]

@@ -7,13 +7,14 @@ log-probability bin ``min(int(-x * BINS_PER_UNIT), BINS - 1)`` (width 1/8; the l
 holds everything farther, -inf included). Bins are monotone in x: an earlier bin is
 more likely.
 
-``nucleus(e, bins, top_p, ids)``: e = exp(x) (unnormalized, the largest 1); ``ids``
+``nucleus(logits, e, bins, top_p, ids)``: e = exp(x) (unnormalized, the largest 1); ``ids``
 intp scratch of e's size; returns (count, total) with ``ids[:count]`` the nucleus and
 total = sum of e. The nucleus is the shortest prefix of the tokens by falling
 probability (ties to the lower id) whose mass reaches ``top_p * total``: every token of
 the bins before the one where the binned mass reaches the target (those first, in id
-order), then that bin's tokens, the only ones sorted, by falling probability until the
-mass is reached.
+order), then that bin's tokens, the only ones sorted, by falling logit until the mass
+is reached. Where the cumulative mass meets top_p exactly (equal tokens), rounding
+decides whether the boundary token is in.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def scale(logits, top, temp, x, bins):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def nucleus(e, bins, top_p, ids):  # pragma: no cover - compiled
+def nucleus(logits, e, bins, top_p, ids):  # pragma: no cover - compiled
     n = e.size
     lanes = np.zeros((LANES, BINS), np.float64)
     whole = n - n % LANES
@@ -73,16 +74,19 @@ def nucleus(e, bins, top_p, ids):  # pragma: no cover - compiled
         elif b == edge:
             last -= 1
             ids[last] = i
-    tail = ids[last:][::-1].copy()  # the edge bin in id order, then by falling e (stable)
-    tail = tail[np.argsort(-e[tail], kind="mergesort")]
+    # the edge bin in id order, then by falling logit (stable: ties to the lower id; the
+    # logits' order is the probabilities' order, also where e underflows to equal values)
+    tail = ids[last:][::-1].copy()
+    tail = tail[np.argsort(-logits[tail], kind="mergesort")]
     acc = 0.0
     for k in range(inside):
         acc += e[ids[k]]
-    count = inside
+    need = target - acc  # the edge bin's share, summed from 0 (small terms stay exact)
+    count, part = inside, 0.0
     for k in range(tail.size):
-        if acc >= target and count > 0:
+        if part >= need and count > 0:
             break
         ids[count] = tail[k]
-        acc += e[tail[k]]
+        part += e[tail[k]]
         count += 1
     return count, total
