@@ -3,7 +3,7 @@
 
 For each format a random weight matrix of --matrix-mb (cols = --cols, the 27B shape's
 n_embd by default) is multiplied by n = 1..8 float32 inputs; CUDA events time --repeats
-calls after a warm-up (median). GB/s counts the weight bytes read per call; the device
+rounds of 20 back-to-back calls after a warm-up (median per call). GB/s counts the weight bytes read per call; the device
 copy bandwidth is a device-to-device copy's bytes read plus written per second, measured
 in the same run. Asserts nothing; prints a table and writes JSON. Needs CuPy and a GPU.
 
@@ -21,18 +21,20 @@ import numpy as np
 FORMATS = ("Q4_K", "Q6_K", "Q8_0", "Q5_0")
 
 
-def timed(cp, fn, repeats: int) -> float:
-    """Median seconds of fn() over CUDA events, after one warm-up call."""
+def timed(cp, fn, repeats: int, calls: int = 20) -> float:
+    """Median seconds per fn() over CUDA events around ``calls`` back-to-back launches
+    (the host's launch work overlaps the GPU's), after one warm-up call."""
     fn()
     cp.cuda.Device().synchronize()
     times = []
     for _ in range(repeats):
         start, stop = cp.cuda.Event(), cp.cuda.Event()
         start.record()
-        fn()
+        for _ in range(calls):
+            fn()
         stop.record()
         stop.synchronize()
-        times.append(cp.cuda.get_elapsed_time(start, stop) / 1e3)
+        times.append(cp.cuda.get_elapsed_time(start, stop) / 1e3 / calls)
     return statistics.median(times)
 
 

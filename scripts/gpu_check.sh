@@ -8,7 +8,8 @@
 # dequantizers), fetched on a machine with pip for the GPU machine's Python, e.g.
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl gguf
-# and are installed from there first when the folder exists.
+# and are installed from there first when the folder exists (.whl/ is git-ignored: name it
+# in the device tool's carry list, or it does not travel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu_check_out}}
@@ -19,5 +20,8 @@ if [ -d .whl ]; then
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/device.txt"
-python3 -m pytest -q -rs tests/test_gpu_kernels.py 2>&1 | tee "$out/gpu_tests.txt"
-python3 scripts/bench_gpu_kernels.py --json "$out/gpu_kernels.json" 2>&1 | tee "$out/gpu_kernels.txt"
+status=0  # a failing test does not stop the benchmark; the exit status keeps both
+python3 -m pytest -q -rs tests/test_gpu_kernels.py 2>&1 | tee "$out/gpu_tests.txt" || status=1
+python3 scripts/bench_gpu_kernels.py --json "$out/gpu_kernels.json" 2>&1 \
+    | tee "$out/gpu_kernels.txt" || status=1
+exit $status

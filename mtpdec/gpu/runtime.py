@@ -18,6 +18,7 @@ from mtpdec.gpu.sources import (
     kernel_path,
     matvec_name,
     matvec_names,
+    sources_digest,
 )
 from mtpdec.quants.types import GGMLType
 
@@ -28,11 +29,13 @@ WARPS_PER_BLOCK = 8
 def module(source: str, names: tuple[str, ...] = ()) -> Any:
     """kernels/``source`` compiled by CuPy (NVRTC; CuPy caches the binary on disk), with
     the C++ name expressions ``names`` of templated kernels (extern "C" ones are found by
-    their plain names)."""
+    their plain names). CuPy adds ``-ftz=true``: on the device, float32 subnormals flush
+    to zero, which the host replay and the CPU kernels do not do (normal-range values
+    get the same bits)."""
     cupy = require_cupy()
     return cupy.RawModule(
         code=kernel_path(source).read_text(),
-        options=(*NVCC_OPTIONS, f"-I{KERNEL_DIR}"),
+        options=(*NVCC_OPTIONS, f"-I{KERNEL_DIR}", f"-DMTPDEC_SOURCES={sources_digest()}"),
         name_expressions=list(names) or None,
     )
 
@@ -58,9 +61,11 @@ def delta_rule(m: Any, q: Any, k: Any, v: Any, decay: Any, beta: Any, ring: Any,
     cupy = require_cupy()
     n, h_k, d = q.shape
     h_v = v.shape[1]
+    if d != 128:
+        raise MtpdecError(f"the GPU delta rule is built for head size 128, got {d}")
     out = cupy.empty((n, h_v, d), dtype=np.float32)
     threads = 32 * WARPS_PER_BLOCK
-    grid = (h_v * d + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK
+    grid = max(1, (h_v * d + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK)
     scale = np.float32(1.0 / np.sqrt(np.float32(d)))
     args = (m, q, k, v, decay, beta, scale, out, ring, slots, np.int32(len(slots)))
     module("gdn.cu").get_function("delta_rule")(
@@ -78,14 +83,14 @@ def conv_silu(x: Any, state: Any, w: Any, ring: Any) -> Any:
     threads = 256
     args = (x, state, w, out, ring, np.int32(len(ring)), np.int32(n), np.int32(channels))
     module("gdn.cu").get_function("conv_silu")(
-        ((channels + threads - 1) // threads,), (threads,), (*args, np.int32(w.shape[0]))
+        (max(1, (channels + threads - 1) // threads),), (threads,), (*args, np.int32(w.shape[0]))
     )
     return out
 
 
 def _row_launch(name: str, rows: int, args: tuple) -> None:
     threads = 32 * WARPS_PER_BLOCK
-    grid = (rows + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK
+    grid = max(1, (rows + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK)
     module("rows.cu").get_function(name)((grid,), (threads,), args)
 
 
@@ -129,7 +134,7 @@ def gate(name: str, x: Any, m: Any) -> Any:
     """kernels/rows.cu ``silu_mul`` or ``sigmoid_mul`` of cupy float32 arrays of one shape."""
     out = require_cupy().empty_like(x)
     threads = 256
-    grid = ((x.size + threads - 1) // threads,)
+    grid = (max(1, (x.size + threads - 1) // threads),)
     module("rows.cu").get_function(name)(grid, (threads,), (x, m, out, np.int64(x.size)))
     return out
 
@@ -145,13 +150,18 @@ def attend(
     probs = cupy.empty((n * n_head, ctx), dtype=np.float32)
     out = cupy.empty((n, n_head, hd_v), dtype=np.float32)
     threads = 32 * WARPS_PER_BLOCK
-    grid = (n * n_head + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK
+    grid = max(1, (n * n_head + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK)
     args = (q, k_cache, v_cache, positions, np.float32(scale), np.int32(window), probs, out)
     sizes = (n, n_head, n_kv, ctx, hd_k, hd_v)
     module("attention.cu").get_function("attend")(
         (grid,), (threads,), (*args, *(np.int32(s) for s in sizes))
     )
     return out
+
+
+@functools.cache
+def _matvec_kernel(t: GGMLType, n: int) -> Any:
+    return module("matvec.cu", tuple(matvec_names())).get_function(matvec_name(t, n))
 
 
 def matvec(w: Any, t: GGMLType, x: Any, out: Any | None = None) -> Any:
@@ -161,10 +171,10 @@ def matvec(w: Any, t: GGMLType, x: Any, out: Any | None = None) -> Any:
     n <= 8; returns (or fills) cupy float32 (n, rows)."""
     cupy = require_cupy()
     n, rows = x.shape[0], w.shape[0]
-    kernel = module("matvec.cu", tuple(matvec_names())).get_function(matvec_name(t, n))
+    kernel = _matvec_kernel(t, n)
     if out is None:
         out = cupy.empty((n, rows), dtype=np.float32)
     threads = 32 * WARPS_PER_BLOCK
-    grid = (rows + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK
+    grid = max(1, (rows + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK)
     kernel((grid,), (threads,), (w, np.int32(rows), np.int32(w.shape[1]), x, out))
     return out

@@ -7,6 +7,7 @@ Nothing here needs CuPy or a GPU: the tests compile the same instances with ``nv
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -35,6 +36,16 @@ BLOCK_STRUCTS = {
     GGMLType.Q5_K: "mtpdec::Q5_KBlock",
     GGMLType.Q6_K: "mtpdec::Q6_KBlock",
 }
+
+
+def sources_digest() -> str:
+    """Hash of every kernels/ file: passed as a -D option so that CuPy's disk cache, keyed
+    by the .cu text and the options only, never serves a binary built from older
+    headers."""
+    digest = hashlib.sha256()
+    for path in sorted(KERNEL_DIR.glob("*.cu*")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def kernel_path(name: str) -> Path:
