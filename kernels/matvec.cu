@@ -1,10 +1,11 @@
 // Weight-stationary dequant matvec with exact float32 activations:
 //   out[i, row] = sum_k dequant(W)[row, k] * x[i, k]   for i < N inputs (N = 1..8).
 //
-// One warp per output row. Lane L walks the 32-weight units L, L + 32, ... of its row
-// (unit u: sub-block u % SUBS of block u / SUBS); it decodes each unit once
+// One warp per output row. The row's weights go in 32-weight units (unit u: sub-block
+// u % SUBS of block u / SUBS); lane L decodes weight L of each unit once
 // (quant_blocks.cuh) and folds it into all N inputs' accumulators, so every weight byte
-// is read once for the N inputs. Each
+// is read once for the N inputs, and a warp reads neighbouring weight bytes and
+// activations (coalesced). Each
 // input's accumulator sees the same fmaf sequence whatever N is, and the 32 lanes are
 // summed by the same xor-butterfly, so out[i, row] is bitwise independent of N (the CPU
 // kernels' contract). ``lane_partials`` and ``butterfly`` are __host__ __device__ so that
@@ -22,19 +23,13 @@ namespace mtpdec {
 template <class B, int N>
 MTPDEC_HD void lane_partials(const uint8_t* row, int nblocks, const float* x, int cols, int lane,
                              float acc[N]) {
-    // units of 32 weights (block u / SUBS, sub-block u % SUBS) go to the lanes in turn, so
-    // that a warp's loads at one time fall in a few neighbouring blocks
+    // lane L takes weight L of every 32-weight unit (block u / SUBS, sub-block u % SUBS),
+    // so a warp's weight bytes and activations at one time are neighbours in memory
     constexpr int SUBS = B::ELEMS / 32;
     for (int i = 0; i < N; ++i) acc[i] = 0.0f;
-    for (int u = lane; u < nblocks * SUBS; u += WARP) {
-        float w[32];
-        B::sub(row + (size_t)(u / SUBS) * B::BYTES, u % SUBS, w);
-        for (int i = 0; i < N; ++i) {
-            const float* xi = x + (size_t)i * cols + 32 * u;
-            float a = acc[i];
-            for (int j = 0; j < 32; ++j) a = fmaf(w[j], xi[j], a);
-            acc[i] = a;
-        }
+    for (int u = 0; u < nblocks * SUBS; ++u) {
+        const float w = B::one(row + (size_t)(u / SUBS) * B::BYTES, u % SUBS, lane);
+        for (int i = 0; i < N; ++i) acc[i] = fmaf(w, x[(size_t)i * cols + 32 * u + lane], acc[i]);
     }
 }
 

@@ -59,8 +59,8 @@ static void dequant(int rows, int row_bytes, const uint8_t* w, const char* out_p
     for (int r = 0; r < rows; ++r)
         for (int b = 0; b < nblocks; ++b)
             for (int s = 0; s < B::ELEMS / 32; ++s)
-                B::sub(w + (size_t)r * row_bytes + (size_t)b * B::BYTES, s,
-                       &out[((size_t)r * nblocks + b) * B::ELEMS + 32 * s]);
+                decode_sub<B>(w + (size_t)r * row_bytes + (size_t)b * B::BYTES, s,
+                              &out[((size_t)r * nblocks + b) * B::ELEMS + 32 * s]);
     write_file(out_path, out);
 }
 
