@@ -7,17 +7,19 @@ arrays. Needs CuPy and an NVIDIA GPU (``pip install mtpdec[cuda]``); run on one 
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mtpdec.errors import MtpdecError
 from mtpdec.gpu.sources import (
-    KERNEL_DIR,
-    NVCC_OPTIONS,
     kernel_path,
     matvec_name,
     matvec_names,
+    nvrtc_options,
     sources_digest,
 )
 from mtpdec.quants.types import GGMLType
@@ -27,17 +29,37 @@ WARPS_PER_BLOCK = 8
 
 @functools.cache
 def module(source: str, names: tuple[str, ...] = ()) -> Any:
-    """kernels/``source`` compiled by CuPy (NVRTC; CuPy caches the binary on disk), with
-    the C++ name expressions ``names`` of templated kernels (extern "C" ones are found by
-    their plain names). CuPy adds ``-ftz=true``: on the device, float32 subnormals flush
-    to zero, which the host replay and the CPU kernels do not do (normal-range values
-    get the same bits)."""
+    """kernels/``source`` compiled for this GPU by NVRTC with our options only (CuPy's own
+    compile path appends ``-ftz=true``; here float32 subnormals stay, as on the CPU), the
+    binary cached on disk by source digest, options and architecture, and loaded as a
+    CuPy RawModule. Returns (module, {name expression: mangled name})."""
     cupy = require_cupy()
-    return cupy.RawModule(
-        code=kernel_path(source).read_text(),
-        options=(*NVCC_OPTIONS, f"-I{KERNEL_DIR}", f"-DMTPDEC_SOURCES={sources_digest()}"),
-        name_expressions=list(names) or None,
-    )
+    from mtpdec.gpu.nvrtc import compile_source, find_library
+
+    cc = cupy.cuda.Device().compute_capability
+    options = nvrtc_options(f"sm_{cc}")
+    key = hashlib.sha256(f"{source} {options} {names} {sources_digest()}".encode()).hexdigest()
+    cache = Path(os.environ.get("MTPDEC_CUDA_CACHE", Path.home() / ".cache" / "mtpdec" / "cuda"))
+    cubin, lowered_file = cache / f"{key[:24]}.cubin", cache / f"{key[:24]}.names"
+    if not cubin.is_file():
+        lib = find_library()
+        if lib is None:
+            raise MtpdecError("the GPU path needs NVRTC (pip install nvidia-cuda-nvrtc)")
+        built = compile_source(lib, kernel_path(source).read_text(), options, list(names))
+        if not built.ok:
+            raise MtpdecError(f"NVRTC failed on kernels/{source}: {built.log.strip()[-500:]}")
+        cache.mkdir(parents=True, exist_ok=True)
+        lowered_file.write_text("\n".join(f"{k}\t{v}" for k, v in built.lowered.items()))
+        cubin.write_bytes(built.binary)
+    lines = lowered_file.read_text().splitlines() if lowered_file.is_file() else []
+    lowered = dict(line.split("\t", 1) for line in lines if line)
+    return cupy.RawModule(path=str(cubin)), lowered
+
+
+def kernel(source: str, name: str, names: tuple[str, ...] = ()) -> Any:
+    """The function ``name`` (a plain extern "C" name or one of ``names``) of a module."""
+    mod, lowered = module(source, names)
+    return mod.get_function(lowered.get(name, name))
 
 
 def require_cupy() -> Any:
@@ -68,7 +90,7 @@ def delta_rule(m: Any, q: Any, k: Any, v: Any, decay: Any, beta: Any, ring: Any,
     grid = max(1, (h_v * d + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK)
     scale = np.float32(1.0 / np.sqrt(np.float32(d)))
     args = (m, q, k, v, decay, beta, scale, out, ring, slots, np.int32(len(slots)))
-    module("gdn.cu").get_function("delta_rule")(
+    kernel("gdn.cu", "delta_rule")(
         (grid,), (threads,), (*args, np.int32(n), np.int32(h_k), np.int32(h_v))
     )
     return out
@@ -82,7 +104,7 @@ def conv_silu(x: Any, state: Any, w: Any, ring: Any) -> Any:
     out = cupy.empty_like(x)
     threads = 256
     args = (x, state, w, out, ring, np.int32(len(ring)), np.int32(n), np.int32(channels))
-    module("gdn.cu").get_function("conv_silu")(
+    kernel("gdn.cu", "conv_silu")(
         (max(1, (channels + threads - 1) // threads),), (threads,), (*args, np.int32(w.shape[0]))
     )
     return out
@@ -91,7 +113,7 @@ def conv_silu(x: Any, state: Any, w: Any, ring: Any) -> Any:
 def _row_launch(name: str, rows: int, args: tuple) -> None:
     threads = 32 * WARPS_PER_BLOCK
     grid = max(1, (rows + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK)
-    module("rows.cu").get_function(name)((grid,), (threads,), args)
+    kernel("rows.cu", name)((grid,), (threads,), args)
 
 
 def rmsnorm(x: Any, w: Any, eps: float) -> Any:
@@ -124,9 +146,7 @@ def rope_neox(x: Any, cos: Any, sin: Any) -> Any:
     n, heads, hd = x.shape
     total, threads = n * heads * hd, 256
     args = (x, cos, sin, out, np.int32(n), np.int32(heads), np.int32(hd), np.int32(cos.shape[1]))
-    module("rows.cu").get_function("rope_neox")(
-        ((total + threads - 1) // threads,), (threads,), args
-    )
+    kernel("rows.cu", "rope_neox")(((total + threads - 1) // threads,), (threads,), args)
     return out
 
 
@@ -135,7 +155,7 @@ def gate(name: str, x: Any, m: Any) -> Any:
     out = require_cupy().empty_like(x)
     threads = 256
     grid = (max(1, (x.size + threads - 1) // threads),)
-    module("rows.cu").get_function(name)(grid, (threads,), (x, m, out, np.int64(x.size)))
+    kernel("rows.cu", name)(grid, (threads,), (x, m, out, np.int64(x.size)))
     return out
 
 
@@ -153,15 +173,13 @@ def attend(
     grid = max(1, (n * n_head + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK)
     args = (q, k_cache, v_cache, positions, np.float32(scale), np.int32(window), probs, out)
     sizes = (n, n_head, n_kv, ctx, hd_k, hd_v)
-    module("attention.cu").get_function("attend")(
-        (grid,), (threads,), (*args, *(np.int32(s) for s in sizes))
-    )
+    kernel("attention.cu", "attend")((grid,), (threads,), (*args, *(np.int32(s) for s in sizes)))
     return out
 
 
 @functools.cache
 def _matvec_kernel(t: GGMLType, n: int) -> Any:
-    return module("matvec.cu", tuple(matvec_names())).get_function(matvec_name(t, n))
+    return kernel("matvec.cu", matvec_name(t, n), tuple(matvec_names()))
 
 
 def matvec(w: Any, t: GGMLType, x: Any, out: Any | None = None) -> Any:

@@ -38,6 +38,12 @@ BLOCK_STRUCTS = {
 }
 
 
+def nvrtc_options(arch: str) -> list[str]:
+    """NVRTC options of every kernel build: ours (no contraction, subnormals kept, the
+    kernels/ include path) and the target, e.g. "sm_90" (a CUBIN)."""
+    return [*NVCC_OPTIONS, "-ftz=false", f"-I{KERNEL_DIR}", f"-arch={arch}"]
+
+
 def sources_digest() -> str:
     """Hash of every kernels/ file: passed as a -D option so that CuPy's disk cache, keyed
     by the .cu text and the options only, never serves a binary built from older
