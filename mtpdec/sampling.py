@@ -91,30 +91,29 @@ class Sampler:
 
     def pick(self, logits: np.ndarray) -> int:
         """The next token id from float logits of shape (n_vocab,)."""
-        logits = _row(logits)
-        if self.greedy:
-            return _argmax(logits)
-        if self._whole_vocabulary(logits.size):  # not normalized
-            e = self._exp_scaled(logits, self._top(logits))
-            return self._draw(np.cumsum(e, out=e))
-        ids, p = self._support(logits)
-        assert ids is not None
-        return int(ids[self._draw(np.cumsum(p))])
+        return self._pick(_row(logits), with_probs=False)[0]
 
     def pick_and_probs(self, logits: np.ndarray) -> tuple[int, np.ndarray]:
         """``pick(logits)`` (the same token from the same random state) and
         ``probs(logits)``, sharing one pass over the logits (a sampled draft and its q)."""
-        logits = _row(logits)
+        token, q = self._pick(_row(logits), with_probs=True)
+        assert q is not None
+        return token, q
+
+    def _pick(self, logits: np.ndarray, with_probs: bool) -> tuple[int, np.ndarray | None]:
+        """The token ``pick`` draws from a checked row, and ``probs`` when asked."""
         if self.greedy:
-            return _argmax(logits), self.probs(logits)
-        if self._whole_vocabulary(logits.size):
+            return _argmax(logits), self.probs(logits) if with_probs else None
+        if self._whole_vocabulary(logits.size):  # drawn from the cdf not normalized
             e = self._exp_scaled(logits, self._top(logits))
-            q = e / e.sum()
-            return self._draw(np.cumsum(e, out=e)), q  # the cdf pick draws from
+            q = e / e.sum() if with_probs else None
+            return self._draw(np.cumsum(e, out=e)), q
         ids, p = self._support(logits)
         assert ids is not None
-        q = np.zeros(logits.size, dtype=np.float64)
-        q[ids] = p
+        q = None
+        if with_probs:
+            q = np.zeros(logits.size, dtype=np.float64)
+            q[ids] = p
         return int(ids[self._draw(np.cumsum(p))]), q
 
     def _whole_vocabulary(self, n: int) -> bool:
