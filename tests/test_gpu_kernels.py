@@ -82,19 +82,35 @@ def weights(t: GGMLType, rows: int, cols: int, seed: int) -> np.ndarray:
     return random_blocks(t, rows * cols // elems, rng, 0.05).reshape(rows, -1)
 
 
-def run_host(binary: Path, tmp: Path, args: list[str], out_shape: tuple[int, ...]) -> np.ndarray:
-    out = tmp / "out.bin"
-    subprocess.run([str(binary), *args, str(out)], check=True, capture_output=True)
-    return np.fromfile(out, dtype=np.float32).reshape(out_shape)
+def host_call(
+    binary: Path,
+    tmp: Path,
+    args: list[str],
+    arrays: dict[str, np.ndarray],
+    read: tuple[str, ...] = ("out",),
+    dtype: type = np.float32,
+) -> list[np.ndarray]:
+    """Write ``arrays`` to tmp/NAME.bin (each in its own dtype), run the host harness with
+    ``args``, and read back tmp/NAME.bin for each name of ``read`` (flat, ``dtype``)."""
+    for name, arr in arrays.items():
+        (tmp / f"{name}.bin").write_bytes(np.ascontiguousarray(arr).tobytes())
+    subprocess.run([str(binary), *args], check=True, capture_output=True)
+    return [np.fromfile(tmp / f"{name}.bin", dtype=dtype) for name in read]
+
+
+def matvec_args(tmp: Path, t: GGMLType, n: int, w: np.ndarray) -> list[str]:
+    """The harness's matvec command for n inputs in tmp/x.bin, weights in tmp/w.bin."""
+    files = [str(tmp / f"{name}.bin") for name in ("w", "x", "out")]
+    return ["matvec", t.name, str(n), str(w.shape[0]), str(w.shape[1]), *files]
 
 
 @pytest.mark.parametrize("t", list(ELEMS_BYTES), ids=lambda t: t.name)
 def test_block_decoders_equal_gguf_dequantize(host_binary, tmp_path, t) -> None:
     rows, cols = 5, 512
     w = weights(t, rows, cols, seed=int(t))
-    (tmp_path / "w.bin").write_bytes(w.tobytes())
-    args = ["dequant", t.name, str(rows), str(w.shape[1]), str(tmp_path / "w.bin")]
-    got = run_host(host_binary, tmp_path, args, (rows, cols))
+    files = [str(tmp_path / "w.bin"), str(tmp_path / "out.bin")]
+    args = ["dequant", t.name, str(rows), str(w.shape[1]), *files]
+    got = host_call(host_binary, tmp_path, args, {"w": w})[0].reshape(rows, cols)
     want = gguf.quants.dequantize(w, gguf.GGMLQuantizationType(int(t))).astype(np.float32)
     assert np.array_equal(got.view(np.uint32), want.reshape(rows, cols).view(np.uint32))
 
@@ -104,13 +120,12 @@ def test_matvec_is_close_to_float64_and_bitwise_the_same_for_every_n(host_binary
     rows, cols = 7, 10240  # 40 K-blocks per row: lanes with 2 and 1 blocks
     w = weights(t, rows, cols, seed=10 + int(t))
     x = np.random.default_rng(3).standard_normal((8, cols)).astype(np.float32)
-    (tmp_path / "w.bin").write_bytes(w.tobytes())
     dense = gguf.quants.dequantize(w, gguf.GGMLQuantizationType(int(t))).reshape(rows, cols)
     outs = {}
-    for n in (8, 3, 1):
-        (tmp_path / "x.bin").write_bytes(x[-n:].tobytes())  # the last n inputs
-        args = ["matvec", t.name, str(n), str(rows), str(w.shape[1]), str(tmp_path / "w.bin")]
-        outs[n] = run_host(host_binary, tmp_path, [*args, str(tmp_path / "x.bin")], (n, rows))
+    for n in (8, 3, 1):  # the last n inputs
+        arrays = {"w": w, "x": x[-n:]}
+        outs[n] = host_call(host_binary, tmp_path, matvec_args(tmp_path, t, n, w), arrays)[0]
+        outs[n] = outs[n].reshape(n, rows)
     want = x.astype(np.float64) @ dense.astype(np.float64).T
     scale = np.abs(x.astype(np.float64)) @ np.abs(dense.astype(np.float64)).T
     assert np.all(np.abs(outs[8] - want) <= 1e-6 * scale)
@@ -136,10 +151,8 @@ def test_gpu_matvec_equals_the_host_run_bit_for_bit(cupy, host_binary, tmp_path,
     rows, cols = 300, 2304
     w = weights(t, rows, cols, seed=20 + int(t))
     x = np.random.default_rng(4).standard_normal((8, cols)).astype(np.float32)
-    (tmp_path / "w.bin").write_bytes(w.tobytes())
-    (tmp_path / "x.bin").write_bytes(x.tobytes())
-    args = ["matvec", t.name, "8", str(rows), str(w.shape[1]), str(tmp_path / "w.bin")]
-    want = run_host(host_binary, tmp_path, [*args, str(tmp_path / "x.bin")], (8, rows))
+    args = matvec_args(tmp_path, t, 8, w)
+    want = host_call(host_binary, tmp_path, args, {"w": w, "x": x})[0].reshape(8, rows)
     w_dev = cupy.asarray(w)
     for n in range(1, 9):
         got = cupy.asnumpy(matvec(w_dev, t, cupy.asarray(x[-n:])))
@@ -196,16 +209,12 @@ def gdn_inputs(n: int, h_k: int, h_v: int, seed: int) -> dict[str, np.ndarray]:
 def host_delta_rule(binary: Path, tmp: Path, a: dict, count: int) -> tuple[np.ndarray, ...]:
     n, h_k, _ = a["q"].shape
     h_v = a["v"].shape[1]
-    for name in ("m", "q", "k", "v", "decay", "beta"):
-        (tmp / f"{name}.bin").write_bytes(np.ascontiguousarray(a[name]).tobytes())
-    (tmp / "slots.bin").write_bytes(np.arange(count, dtype=np.int64).tobytes())
+    arrays = {name: a[name] for name in ("m", "q", "k", "v", "decay", "beta")}
+    arrays["slots"] = np.arange(count, dtype=np.int64)
     pool = max(count, 1)
-    args = [str(binary), "delta_rule", str(tmp), str(n), str(h_k), str(h_v), str(count), str(pool)]
-    subprocess.run(args, check=True, capture_output=True)
-    out = np.fromfile(tmp / "out.bin", dtype=np.float32).reshape(n, h_v, 128)
-    m = np.fromfile(tmp / "m_out.bin", dtype=np.float32).reshape(h_v, 128, 128)
-    ring = np.fromfile(tmp / "ring.bin", dtype=np.float32).reshape(pool, h_v, 128, 128)
-    return out, m, ring
+    args = ["delta_rule", str(tmp), str(n), str(h_k), str(h_v), str(count), str(pool)]
+    out, m, ring = host_call(binary, tmp, args, arrays, read=("out", "m_out", "ring"))
+    return out.reshape(n, h_v, 128), m.reshape(h_v, 128, 128), ring.reshape(pool, h_v, 128, 128)
 
 
 def test_gdn_delta_rule_matches_the_cpu_kernel_and_any_batching(host_binary, tmp_path) -> None:
@@ -237,13 +246,13 @@ def test_gdn_conv_silu_matches_the_cpu_ops(host_binary, tmp_path) -> None:
     x = rng.standard_normal((n, channels)).astype(np.float32)
     state = rng.standard_normal((taps - 1, channels)).astype(np.float32)
     w = rng.standard_normal((taps, channels)).astype(np.float32)
-    for name, arr in (("x", x), ("state", state), ("w", w)):
-        (tmp_path / f"{name}.bin").write_bytes(arr.tobytes())
     args = ["conv_silu", str(tmp_path), str(n), str(channels), str(taps), str(n - 1)]
-    subprocess.run([str(host_binary), *args], check=True, capture_output=True)
-    out = np.fromfile(tmp_path / "out.bin", dtype=np.float32).reshape(n, channels)
-    got_state = np.fromfile(tmp_path / "state_out.bin", dtype=np.float32).reshape(state.shape)
-    ring = np.fromfile(tmp_path / "ring.bin", dtype=np.float32).reshape(n - 1, taps - 1, channels)
+    read = ("out", "state_out", "ring")
+    out, got_state, ring = host_call(
+        host_binary, tmp_path, args, {"x": x, "state": state, "w": w}, read
+    )
+    out, got_state = out.reshape(n, channels), got_state.reshape(state.shape)
+    ring = ring.reshape(n - 1, taps - 1, channels)
     cpu_state, cpu_ring = state.copy(), np.zeros_like(ring)
     cpu_out = causal_conv_silu(x, cpu_state, w, cpu_ring)
     np.testing.assert_allclose(out, cpu_out, rtol=2e-6, atol=1e-7)  # expf: host vs numpy
@@ -296,17 +305,11 @@ def test_every_source_compiles_with_nvrtc_as_the_runtime_builds_it(name: str) ->
 
 
 def host_rows(binary: Path, tmp: Path, op: str, x: np.ndarray, w=None, eps=1e-6) -> np.ndarray:
-    (tmp / "x.bin").write_bytes(np.ascontiguousarray(x, dtype=np.float32).tobytes())
-    if w is not None:
-        (tmp / "w.bin").write_bytes(np.ascontiguousarray(w, dtype=np.float32).tobytes())
-    args = [str(binary), "rows", op, str(tmp), str(x.shape[0]), str(x.shape[1]), repr(eps)]
-    subprocess.run(args, check=True, capture_output=True)
-    dtype = np.int32 if op == "argmax" else np.float32
-    return (
-        np.fromfile(tmp / "out.bin", dtype=dtype)
-        .reshape(x.shape[0], -1)
-        .squeeze(-1 if op == "argmax" else ())
-    )
+    args = ["rows", op, str(tmp), str(x.shape[0]), str(x.shape[1]), repr(eps)]
+    arrays = {"x": x} if w is None else {"x": x, "w": w}
+    if op == "argmax":
+        return host_call(binary, tmp, args, arrays, dtype=np.int32)[0]
+    return host_call(binary, tmp, args, arrays)[0].reshape(x.shape)
 
 
 def test_row_kernels_match_the_cpu_ops(host_binary, tmp_path) -> None:
@@ -350,15 +353,12 @@ def test_gpu_row_kernels_equal_the_host_runs(cupy, host_binary, tmp_path) -> Non
 
 
 def host_attend(binary: Path, tmp: Path, q, kc, vc, positions, scale, window) -> np.ndarray:
-    for name, arr in (("q", q), ("k_cache", kc), ("v_cache", vc)):
-        (tmp / f"{name}.bin").write_bytes(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
-    (tmp / "positions.bin").write_bytes(np.asarray(positions, dtype=np.int32).tobytes())
     n, n_head, hd_k = q.shape
     n_kv, ctx, hd_v = vc.shape
     sizes = (n, n_head, n_kv, ctx, hd_k, hd_v, window)
-    args = [str(binary), "attend", str(tmp), *map(str, sizes), repr(float(scale))]
-    subprocess.run(args, check=True, capture_output=True)
-    return np.fromfile(tmp / "out.bin", dtype=np.float32).reshape(n, n_head, hd_v)
+    args = ["attend", str(tmp), *map(str, sizes), repr(float(scale))]
+    arrays = {"q": q, "k_cache": kc, "v_cache": vc, "positions": np.asarray(positions, np.int32)}
+    return host_call(binary, tmp, args, arrays)[0].reshape(n, n_head, hd_v)
 
 
 @pytest.mark.parametrize("window", [0, 5])
@@ -395,13 +395,6 @@ def test_gpu_attention_is_close_to_the_host_run(cupy, host_binary, tmp_path) -> 
     np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=2e-6, atol=1e-6)  # expf differs
 
 
-def host_run(binary: Path, tmp: Path, args: list[str], arrays: dict[str, np.ndarray]) -> np.ndarray:
-    for name, arr in arrays.items():
-        (tmp / f"{name}.bin").write_bytes(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
-    subprocess.run([str(binary), *args], check=True, capture_output=True)
-    return np.fromfile(tmp / "out.bin", dtype=np.float32)
-
-
 def test_rope_kernel_equals_the_cpu_op_bit_for_bit(host_binary, tmp_path) -> None:
     from mtpdec.cpu.ops import rope_angles, rope_neox
 
@@ -409,7 +402,7 @@ def test_rope_kernel_equals_the_cpu_op_bit_for_bit(host_binary, tmp_path) -> Non
     x = np.random.default_rng(16).standard_normal((n, heads, hd)).astype(np.float32)
     cos, sin = rope_angles(np.arange(500, 503), n_rot, 1e7)
     args = ["rope", str(tmp_path), str(n), str(heads), str(hd), str(n_rot // 2)]
-    got = host_run(host_binary, tmp_path, args, {"x": x, "cos": cos, "sin": sin})
+    got = host_call(host_binary, tmp_path, args, {"x": x, "cos": cos, "sin": sin})[0]
     assert np.array_equal(got.view(np.uint32), rope_neox(x, cos, sin).reshape(-1).view(np.uint32))
 
 
@@ -421,7 +414,9 @@ def test_gate_kernels_match_the_cpu_ops(host_binary, tmp_path, name) -> None:
     x = (rng.standard_normal(5000) * 10).astype(np.float32)
     x[:3] = [-100.0, 100.0, 0.0]  # the capped exponent, and saturation
     m = rng.standard_normal(5000).astype(np.float32)
-    got = host_run(host_binary, tmp_path, ["gate", name, str(tmp_path), "5000"], {"x": x, "m": m})
+    got = host_call(host_binary, tmp_path, ["gate", name, str(tmp_path), "5000"], {"x": x, "m": m})[
+        0
+    ]
     want = (silu if name == "silu_mul" else sigmoid)(x, m)
     np.testing.assert_allclose(got, want, rtol=3e-7, atol=1e-30)  # expf: host vs numpy
 
@@ -433,13 +428,12 @@ def test_gpu_rope_and_gates_equal_the_host_runs(cupy, host_binary, tmp_path) -> 
     x = np.random.default_rng(18).standard_normal((2, 3, 128)).astype(np.float32)
     cos, sin = rope_angles(np.arange(7, 9), 64, 1e4)
     args = ["rope", str(tmp_path), "2", "3", "128", "32"]
-    want = host_run(host_binary, tmp_path, args, {"x": x, "cos": cos, "sin": sin})
+    want = host_call(host_binary, tmp_path, args, {"x": x, "cos": cos, "sin": sin})[0]
     got = rope_neox(cupy.asarray(x), cupy.asarray(cos), cupy.asarray(sin))
     assert np.array_equal(cupy.asnumpy(got).reshape(-1).view(np.uint32), want.view(np.uint32))
     a, m = x.reshape(-1) * 5, x.reshape(-1)[::-1].copy()
     for name in ("silu_mul", "sigmoid_mul"):
-        want = host_run(
-            host_binary, tmp_path, ["gate", name, str(tmp_path), str(a.size)], {"x": a, "m": m}
-        )
+        args = ["gate", name, str(tmp_path), str(a.size)]
+        want = host_call(host_binary, tmp_path, args, {"x": a, "m": m})[0]
         got = cupy.asnumpy(gate(name, cupy.asarray(a), cupy.asarray(m)))
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-30)  # expf: <= 2 ulp on device

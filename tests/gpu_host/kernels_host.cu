@@ -46,9 +46,10 @@ static std::vector<char> read_file(const char* path) {
     return data;
 }
 
-static void write_file(const char* path, const std::vector<float>& v) {
+template <class T>
+static void write_file(const char* path, const std::vector<T>& v) {
     FILE* f = std::fopen(path, "wb");
-    if (!f || std::fwrite(v.data(), sizeof(float), v.size(), f) != v.size()) std::exit(2);
+    if (!f || std::fwrite(v.data(), sizeof(T), v.size(), f) != v.size()) std::exit(2);
     std::fclose(f);
 }
 
@@ -227,13 +228,10 @@ static int rows_host(char** argv) {
         float scale = rms ? rms_scale(part[0], d, eps) : l2_scale(part[0], eps);
         for (int i = 0; i < d; ++i) out[(size_t)r * d + i] = rms ? (xr[i] * scale) * w[i] : xr[i] * scale;
     }
-    if (!std::strcmp(op, "argmax")) {
-        FILE* f = std::fopen(at(dir, "out").c_str(), "wb");
-        if (!f || std::fwrite(ids.data(), sizeof(int), ids.size(), f) != ids.size()) std::exit(2);
-        std::fclose(f);
-    } else {
+    if (!std::strcmp(op, "argmax"))
+        write_file(at(dir, "out").c_str(), ids);
+    else
         write_file(at(dir, "out").c_str(), out);
-    }
     return 0;
 }
 
