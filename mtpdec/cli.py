@@ -35,6 +35,23 @@ DRAFT_VOCAB_OPTION = typer.Option(
 )
 
 
+DEVICE_OPTION = typer.Option(
+    "cpu",
+    "--device",
+    help="cpu, or gpu: the trunk on an NVIDIA GPU through CuPy (float32 activations there; "
+    "--activations applies to FFN layers left on the CPU).",
+)
+CPU_FFN_OPTION = typer.Option(
+    "0",
+    "--cpu-ffn",
+    help="With --device gpu: run the FFN of the last N trunk layers on the CPU from the "
+    "mmap, or auto (as many as needed to fit --vram).",
+)
+VRAM_OPTION = typer.Option(
+    None, "--vram", help="GPU memory to plan for, in GiB (needed by --cpu-ffn auto)."
+)
+
+
 def user_errors(func: F) -> F:
     """Turn an MtpdecError into one line on stderr and exit code 2."""
 
@@ -125,6 +142,9 @@ def generate(
     ),
     accept: float = ACCEPT_OPTION,
     draft_vocab: int | None = DRAFT_VOCAB_OPTION,
+    device: str = DEVICE_OPTION,
+    cpu_ffn: str = CPU_FFN_OPTION,
+    vram: float | None = VRAM_OPTION,
 ) -> None:
     """Generate text from a prompt: stream it to stdout, timings to stderr."""
     from mtpdec.generate import GenerateOptions, run_generate
@@ -143,6 +163,9 @@ def generate(
         draft_n=draft_n,
         accept=accept,
         draft_vocab=draft_vocab,
+        device=device,
+        cpu_ffn=cpu_ffn,
+        vram_gb=vram,
     )
     run_generate(model, prompt, prompt_file, opts)
 
@@ -210,6 +233,9 @@ def sweep(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the oracle's corruptions."),
     draft_vocab: int | None = DRAFT_VOCAB_OPTION,
+    device: str = DEVICE_OPTION,
+    cpu_ffn: str = CPU_FFN_OPTION,
+    vram: float | None = VRAM_OPTION,
 ) -> None:
     """Greedy speculative decoding at every n on the same prompts: tok/s, speedup,
     acceptance, AL, per-position acceptance, step costs."""
@@ -230,6 +256,9 @@ def sweep(
             plot_path=plot_path,
             seed=seed,
             draft_vocab=draft_vocab,
+            device=device,
+            cpu_ffn=cpu_ffn,
+            vram_gb=vram,
         ),
     )
 

@@ -16,7 +16,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,9 @@ class GenerateOptions:
     draft_n: str = "auto"
     accept: float = 0.9  # the oracle drafter's acceptance
     draft_vocab: int | None = None  # MTP drafts score token ids below this only
+    device: str = "cpu"
+    cpu_ffn: str = "0"  # FFN layers on the CPU with --device gpu: a count or "auto"
+    vram_gb: float | None = None
 
     def check(self) -> None:
         from mtpdec.cpu.matvec import ACTIVATION_MODES
@@ -144,18 +147,29 @@ def run_generate(
     text = read_prompt(prompt, prompt_file)
     opts.check()
 
+    from mtpdec.cpu.linear import DENSE_MIN_ROWS
+    from mtpdec.gpu.placement import device_options
     from mtpdec.models import load_model
-    from mtpdec.models.layers import DENSE_MIN_ROWS
     from mtpdec.settings import apply_threads
 
     draft_n = parse_draft_n(opts.draft_n)
     slots = AUTO_MAX_N if draft_n is None else draft_n
+    device = device_options(opts.device, opts.cpu_ffn, opts.vram_gb, opts.ctx, slots)
     memory = plan_memory(model_path, opts.ctx, opts.activations, opts.prefill_mib << 20, slots)
     timings = Timings()
     with _spinner(f"loading {model_path}") as status:
+
+        def uploaded(i: int, n: int) -> None:
+            if status is not None:
+                status.update(f"loading {model_path}: layer {i + 1}/{n} on the {opts.device}")
+
         t0 = time.perf_counter()
         model = load_model(
-            model_path, dense_budget_bytes=opts.prefill_mib << 20, activations=opts.activations
+            model_path,
+            dense_budget_bytes=opts.prefill_mib << 20,
+            activations=opts.activations,
+            device=device,
+            on_layer=uploaded,
         )
         timings.load_s = time.perf_counter() - t0
         n_ctx = check_ctx(opts.ctx, model.n_ctx_train)
@@ -220,6 +234,9 @@ def run_generate(
         result["stats"] = timings.as_dict()
         result["memory_plan_bytes"] = memory
         result["draft"] = {"drafter": draft, "draft_n": opts.draft_n} | spec.as_dict()
+        if model.placement is not None:
+            result["placement"] = model.placement.summary()
+            result["offloaded_ffn_s"] = asdict(model.backends.times)
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         sys.stdout.write(utf8.decode(b"", final=True) + "\n")

@@ -163,3 +163,36 @@ class SpecStats:
             f" | ms/step draft {ms['draft']:.1f} verify {ms['verify']:.1f}"
             f" rollback {ms['rollback']:.2f}"
         )
+
+
+@dataclass
+class PartTimes:
+    """Seconds spent, since ``reset``, by offloaded FFNs: ``wait`` for the trunk's queued
+    work to finish before a transfer, ``transfer`` (both ways), ``host_ffn`` (the host's
+    kernels); ``calls`` offloaded FFN calls. The trunk's own time is a step's wall time
+    minus ``transfer`` and ``host_ffn``."""
+
+    wait: float = 0.0
+    transfer: float = 0.0
+    host_ffn: float = 0.0
+    calls: int = 0
+
+    def reset(self) -> None:
+        self.wait = self.transfer = self.host_ffn = 0.0
+        self.calls = 0
+
+    def add(self, other: PartTimes) -> None:
+        self.wait += other.wait
+        self.transfer += other.transfer
+        self.host_ffn += other.host_ffn
+        self.calls += other.calls
+
+    def ms_per_step(self, steps: int, step_ms: float | None) -> dict[str, float | None]:
+        """Milliseconds per step over ``steps`` steps of ``step_ms`` each (the verify
+        forward): {"trunk", "host_ffn", "transfer"}; the trunk's share is the rest of
+        the step (it includes Python and the wait for queued trunk work)."""
+        if steps < 1:
+            return {"trunk": None, "host_ffn": None, "transfer": None}
+        host, moved = 1e3 * self.host_ffn / steps, 1e3 * self.transfer / steps
+        trunk = None if step_ms is None else step_ms - host - moved
+        return {"trunk": trunk, "host_ffn": host, "transfer": moved}

@@ -10,32 +10,32 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from mtpdec.cpu.stream import aligned_zeros
+from mtpdec.cpu.backend import CPU, Ops
 from mtpdec.errors import MtpdecError
-
-F32 = np.float32
 
 
 class KVCache:
     """Keys and values of one attention layer.
 
-    k: float32 (n_kv, n_ctx, hd_k); v: float32 (n_kv, n_ctx, hd_v). Entry p holds the
-    (normed, rotated) key and the value of the token at position p.
+    k: float32 (n_kv, n_ctx, hd_k); v: float32 (n_kv, n_ctx, hd_v), arrays of ``ops``
+    (the backend the layer runs on). Entry p holds the (normed, rotated) key and the
+    value of the token at position p.
     """
 
-    def __init__(self, n_kv: int, n_ctx: int, hd_k: int, hd_v: int) -> None:
-        self.k = np.zeros((n_kv, n_ctx, hd_k), dtype=F32)
-        self.v = np.zeros((n_kv, n_ctx, hd_v), dtype=F32)
+    def __init__(self, n_kv: int, n_ctx: int, hd_k: int, hd_v: int, ops: Ops = CPU) -> None:
+        self.k = ops.zeros((n_kv, n_ctx, hd_k))
+        self.v = ops.zeros((n_kv, n_ctx, hd_v))
 
     @staticmethod
     def nbytes(n_kv: int, n_ctx: int, hd_k: int, hd_v: int) -> int:
         """Bytes the constructor allocates."""
         return 4 * n_kv * n_ctx * (hd_k + hd_v)
 
-    def write(self, start: int, k: np.ndarray, v: np.ndarray) -> None:
+    def write(self, start: int, k: Any, v: Any) -> None:
         """Store k (n, n_kv, hd_k) and v (n, n_kv, hd_v) at positions start..start+n-1."""
         n = k.shape[0]
         self.k[:, start : start + n] = k.transpose(1, 0, 2)
@@ -46,7 +46,8 @@ class RecurrentState:
     """State of one Gated-DeltaNet layer, with snapshot slots for rollback.
 
     s:    float32 (H_v, d, d), transposed delta-rule states (``mtpdec.cpu.gdn``): one of
-          the ``pool`` buffers (slots + 1 of them, 64-byte aligned), the ``live`` one.
+          the ``pool`` buffers (slots + 1 of them, 64-byte aligned on the CPU), the
+          ``live`` one. Buffers are arrays of ``ops``; ``slot_of`` stays on the host.
     conv: float32 (K-1, C), the last K-1 conv inputs, oldest first.
     Snapshots (speculative.md: rollback is a copy or a slot swap): a forward asked for
     them writes the state after each of its tokens but the last, token t's delta-rule
@@ -55,12 +56,14 @@ class RecurrentState:
     slot's (no copy of S).
     """
 
-    def __init__(self, h_v: int, d: int, taps: int, channels: int, slots: int = 0) -> None:
-        self.pool = aligned_zeros((slots + 1, h_v, d, d))  # streamed into (cpu/stream.py)
+    def __init__(
+        self, h_v: int, d: int, taps: int, channels: int, slots: int = 0, ops: Ops = CPU
+    ) -> None:
+        self.pool = ops.pool_zeros((slots + 1, h_v, d, d))
         self.live = 0
         self.slot_of = np.arange(1, slots + 1, dtype=np.int64)
-        self.conv = np.zeros((taps - 1, channels), dtype=F32)
-        self.ring_conv = np.zeros((slots, taps - 1, channels), dtype=F32)
+        self.conv = ops.zeros((taps - 1, channels))
+        self.ring_conv = ops.zeros((slots, taps - 1, channels))
         self.taken = 0
 
     @staticmethod
@@ -73,10 +76,10 @@ class RecurrentState:
         return len(self.slot_of)
 
     @property
-    def s(self) -> np.ndarray:
+    def s(self) -> Any:
         return self.pool[self.live]
 
-    def snapshot_plan(self, n: int, snapshots: bool) -> tuple[np.ndarray, np.ndarray]:
+    def snapshot_plan(self, n: int, snapshots: bool) -> tuple[np.ndarray, Any]:
         """For a forward of n tokens: (pool indices, conv ring rows) its snapshots go to,
         n - 1 of each when ``snapshots``, none otherwise; records ``taken``."""
         count = n - 1 if snapshots else 0

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mtpdec.errors import MtpdecError
-from mtpdec.metrics import SpecStats, Timings
+from mtpdec.metrics import PartTimes, SpecStats, Timings
 
 DEFAULT_PROMPTS = [
     "Write a Python function that returns the n-th Fibonacci number, then explain it.",
@@ -69,6 +69,8 @@ class Cell:
     n: int | None
     spec: SpecStats
     rounds: list[Timings] = field(default_factory=list)  # one per round, over all prompts
+    parts: PartTimes = field(default_factory=PartTimes)  # offloaded FFNs, decode steps only
+    steps: int = 0  # decode steps (prefills excluded) behind ``parts``
 
     def tok_s(self) -> float | None:
         rates = [t.decode_tok_s for t in self.rounds if t.decode_tok_s]
@@ -89,6 +91,9 @@ class SweepOptions:
     plot_path: Path | None = None
     seed: int = 0
     draft_vocab: int | None = None
+    device: str = "cpu"
+    cpu_ffn: str = "0"
+    vram_gb: float | None = None
 
 
 def run_sweep(model_path: Path, opts: SweepOptions) -> None:
@@ -106,6 +111,7 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
         make_policy,
     )
     from mtpdec.generate import check_ctx, plan_memory
+    from mtpdec.gpu.placement import device_options
     from mtpdec.models import load_model
     from mtpdec.models.base import DEFAULT_DENSE_BUDGET
     from mtpdec.sampling import Sampler
@@ -125,10 +131,17 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
         _check_matplotlib()
 
     slots = max(AUTO_MAX_N if n is None else n for n in ns)
+    device = device_options(opts.device, opts.cpu_ffn, opts.vram_gb, opts.ctx, slots)
     memory = plan_memory(model_path, opts.ctx, opts.activations, DEFAULT_DENSE_BUDGET, slots)
     console = Console(stderr=True)
-    with console.status(f"loading {model_path}"):
-        model = load_model(model_path, activations=opts.activations)
+    with console.status(f"loading {model_path}") as status:
+
+        def uploaded(i: int, n: int) -> None:
+            status.update(f"loading {model_path}: layer {i + 1}/{n} on the {opts.device}")
+
+        model = load_model(
+            model_path, activations=opts.activations, device=device, on_layer=uploaded
+        )
         apply_threads()
         draft = opts.draft or default_drafter(model)
         if draft == "none":
@@ -151,7 +164,9 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
 
     cells = {label(n): Cell(n, SpecStats(AUTO_MAX_N if n is None else n)) for n in ns}
 
-    def run(n: int | None, p: int, timings: Timings | None, stats: SpecStats | None) -> None:
+    part_times = model.backends.times
+
+    def run(n: int | None, p: int, timings: Timings | None, cell: Cell | None) -> None:
         policy = make_policy(model, n)  # auto: fresh estimates, the cached cost curve
         steps = decode_steps(
             model,
@@ -172,8 +187,14 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
             out.extend(step.tokens)
             if timings is not None:
                 timings.record(step)
-            if stats is not None:
-                stats.record(step)
+            if cell is not None:
+                cell.spec.record(step)
+                if step.prefill:
+                    part_times.reset()  # the split covers decode steps only
+                else:
+                    cell.steps += 1
+        if cell is not None:
+            cell.parts.add(part_times)
         if out != list(refs[p][len(ids[p]) :]):
             raise MtpdecError(f"n={label(n)}: greedy output differs from plain decoding (a bug)")
 
@@ -189,14 +210,15 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
                 cell = cells[label(n)]
                 timings = Timings()
                 for p in range(len(prompts)):
-                    run(n, p, timings, cell.spec)
+                    run(n, p, timings, cell)
                     progress.advance(task)
                 cell.rounds.append(timings)
 
     records = _records(cells, model, draft, opts)
+    placement = model.placement.summary() if model.placement is not None else None
     _print_table(records, model_path, draft, opts)
     if opts.json_path is not None:
-        out = {"records": records, "memory_plan_bytes": memory}
+        out = {"records": records, "memory_plan_bytes": memory, "placement": placement}
         opts.json_path.write_text(json.dumps(out, indent=2))
     if opts.plot_path is not None:
         _plot(records, opts.plot_path, model_path, draft)
@@ -234,6 +256,8 @@ def _records(cells: dict[str, Cell], model: Any, draft: str, opts: SweepOptions)
                 "threads": numba.get_num_threads(),
                 "n_predict": opts.n_predict,
                 "repeats": opts.repeats,
+                "device": model.backends.name,
+                "step_split_ms": cell.parts.ms_per_step(cell.steps, verify),
             }
             | spec.as_dict()
         )
@@ -253,12 +277,15 @@ def _print_table(records: list[dict], model_path: Path, draft: str, opts: SweepO
         f"sweep: {model_path.name}, draft {draft}"
         + (f" (accept {opts.accept})" if draft == "oracle" else "")
         + f", {r0['activations']} ({r0['kernel_path']}), {r0['threads']} threads, "
-        f"-n {opts.n_predict}, medians of {opts.repeats} rounds"
+        f"-n {opts.n_predict}, medians of {opts.repeats} rounds, on {r0['device']}"
     )
     table = Table(title=title)
+    split = any(r["step_split_ms"]["host_ffn"] for r in records)  # FFNs offloaded
     for col in ("n", "tok/s", "speedup", "accept", "AL", "per position", "draft ms",
                 "verify ms", "rollback ms", "achieved/ideal"):  # fmt: skip
         table.add_column(col, justify="right")
+    if split:
+        table.add_column("verify: trunk / cpu ffn / transfer ms", justify="right")
     for r in records:
         ms = r["ms_per_step"]
         pos = " ".join(_fmt(p, ".2f") for p in r["per_position_acceptance"])
@@ -274,6 +301,7 @@ def _print_table(records: list[dict], model_path: Path, draft: str, opts: SweepO
             _fmt(ms["verify"], ".2f"),
             _fmt(ms["rollback"], ".3f"),
             _fmt(r["achieved_over_ideal"], ".2f"),
+            *([" / ".join(_fmt(v, ".2f") for v in r["step_split_ms"].values())] if split else []),
         )
     Console(file=sys.stdout, width=160).print(table)
 

@@ -83,8 +83,8 @@ class PartTimer:
 
 def instrument(model: Any, timer: PartTimer) -> None:
     """Wrap the model's parts: trunk matrices, LM head, GDN recurrences, attention."""
-    import mtpdec.models.gdn as gdn
-    import mtpdec.models.layers as layers
+    from mtpdec.cpu import linear as layers
+    from mtpdec.cpu.backend import CPU
 
     linear_call = layers.Linear.__call__  # dunder calls look the method up on the class
 
@@ -99,9 +99,9 @@ def instrument(model: Any, timer: PartTimer) -> None:
             timer.seconds[part] += time.perf_counter() - t0
 
     layers.Linear.__call__ = call
-    timer.wrap(gdn, "delta_rule", "GDN delta rule + snapshots")
-    timer.wrap(gdn, "causal_conv_silu", "GDN conv + snapshots")
-    timer.wrap(layers, "attend", "attention")
+    timer.wrap(CPU, "delta_rule", "GDN delta rule + snapshots")  # the model's ops object
+    timer.wrap(CPU, "causal_conv_silu", "GDN conv + snapshots")
+    timer.wrap(CPU, "attend", "attention")
 
 
 def time_mtpdec(model: Any, ids: list[int], ks: list[int], rounds: int) -> dict[int, Any]:

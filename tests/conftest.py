@@ -71,3 +71,15 @@ class _PlainReader(gguf.GGUFReader):
 def gemma_ref(gemma_path: Path) -> gguf.GGUFReader:
     """gguf.GGUFReader of the Gemma file: the independent reference (slow: ~8 s)."""
     return _PlainReader(gemma_path)
+
+
+@pytest.fixture(scope="module")
+def cupy():
+    """The cupy module on a machine with an NVIDIA GPU; a visible skip otherwise."""
+    cp = pytest.importorskip("cupy", reason="CuPy not installed: GPU code not run")
+    try:
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no NVIDIA GPU: GPU code not run")
+    except cp.cuda.runtime.CUDARuntimeError as e:
+        pytest.skip(f"no usable NVIDIA GPU ({e}): GPU code not run")
+    return cp

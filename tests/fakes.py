@@ -67,8 +67,12 @@ class FakeModel:
     prefills: list[bool] = field(default_factory=list)  # the prefill flag of each forward
     compiled: bool = False
     activations: str = "q8"
+    placement: None = None  # all on the CPU
 
     def __post_init__(self) -> None:
+        from mtpdec.models.hybrid import Backends
+
+        self.backends = Backends()
         self.tokenizer = FakeTokenizer()
         self.config = SimpleNamespace(architecture="fake")
         self._prompt_len = 0

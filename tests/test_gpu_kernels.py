@@ -133,17 +133,6 @@ def test_matvec_is_close_to_float64_and_bitwise_the_same_for_every_n(host_binary
         assert np.array_equal(outs[n].view(np.uint32), outs[8][8 - n :].view(np.uint32))
 
 
-@pytest.fixture(scope="module")
-def cupy():
-    cp = pytest.importorskip("cupy", reason="CuPy not installed: GPU kernels not run")
-    try:
-        if cp.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no NVIDIA GPU: GPU kernels not run")
-    except cp.cuda.runtime.CUDARuntimeError as e:
-        pytest.skip(f"no usable NVIDIA GPU ({e}): GPU kernels not run")
-    return cp
-
-
 @pytest.mark.parametrize("t", list(ELEMS_BYTES), ids=lambda t: t.name)
 def test_gpu_matvec_equals_the_host_run_bit_for_bit(cupy, host_binary, tmp_path, t) -> None:
     from mtpdec.gpu.runtime import matvec

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mtpdec.cpu.linear import DENSE_MIN_ROWS
 from mtpdec.errors import MtpdecError
 from mtpdec.models import load_model
-from mtpdec.models.layers import DENSE_MIN_ROWS
 from mtpdec.state import RecurrentState
 from tests.conftest import synth_file
 from tests.ggufs import gemma3_tiny, write_gguf

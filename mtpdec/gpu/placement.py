@@ -16,10 +16,16 @@ change.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mtpdec.errors import MtpdecError
 from mtpdec.loader import GGUFFile, Qwen35Config
 from mtpdec.memory import GIB, state_nbytes
+
+if TYPE_CHECKING:
+    from mtpdec.models.hybrid import Backends
+
+DEVICES = ("cpu", "gpu")
 
 FFN_MATRICES = ("ffn_gate.weight", "ffn_up.weight", "ffn_down.weight")
 SCRATCH_BYTES = 256 << 20  # activations, logits rows, attention probabilities
@@ -106,3 +112,61 @@ def plan_placement(
             f"without any FFN), more than --vram {vram_bytes / GIB:.1f} GiB; {hint}"
         )
     return plan
+
+
+@dataclass(frozen=True)
+class DeviceOptions:
+    """Where a model runs (``--device``, ``--cpu-ffn``, ``--vram``): "cpu" (everything), or
+    "gpu" (the trunk, with the FFN of ``cpu_ffn`` layers, or "auto", on the CPU).
+    n_ctx and snapshot_slots size the states the GPU must hold (``plan_placement``)."""
+
+    device: str = "cpu"
+    cpu_ffn: int | str = 0
+    vram_bytes: int | None = None
+    n_ctx: int = 4096
+    snapshot_slots: int = 8
+
+    def check(self) -> None:
+        """MtpdecError for options that cannot go together."""
+        if self.device not in DEVICES:
+            raise MtpdecError(f"unknown --device {self.device!r} (known: {', '.join(DEVICES)})")
+        if self.device == "cpu" and (self.cpu_ffn != 0 or self.vram_bytes is not None):
+            raise MtpdecError("--cpu-ffn and --vram place parts of a GPU model; add --device gpu")
+        if self.vram_bytes is not None and self.vram_bytes <= 0:
+            raise MtpdecError(f"--vram must be positive, got {self.vram_bytes / GIB:g} GiB")
+
+
+def device_options(
+    device: str, cpu_ffn: str, vram_gb: float | None, n_ctx: int | None, snapshot_slots: int
+) -> DeviceOptions:
+    """DeviceOptions from the command line's strings (``--cpu-ffn N|auto``, ``--vram`` in
+    GiB); n_ctx None sizes the plan for 4096 positions (generate's largest default)."""
+    if cpu_ffn == "auto":
+        ffn: int | str = "auto"
+    else:
+        try:
+            ffn = int(cpu_ffn)
+        except ValueError:
+            raise MtpdecError(f"--cpu-ffn must be a layer count or auto, got {cpu_ffn!r}") from None
+    vram = None if vram_gb is None else int(vram_gb * GIB)
+    if vram_gb is not None and vram_gb <= 0:
+        raise MtpdecError(f"--vram must be positive, got {vram_gb:g}")
+    opts = DeviceOptions(device, ffn, vram, n_ctx or 4096, snapshot_slots)
+    opts.check()
+    return opts
+
+
+def backends_for(f: GGUFFile, opts: DeviceOptions) -> tuple[Backends, Placement | None]:
+    """The Backends a model of ``f`` is built with, and the placement plan behind them
+    (None on the CPU). The GPU part needs CuPy and a GPU (one-line MtpdecError if not)."""
+    from mtpdec.models.hybrid import Backends
+
+    opts.check()
+    if opts.device == "cpu":
+        return Backends(), None
+    plan = plan_placement(f, opts.n_ctx, opts.snapshot_slots, opts.cpu_ffn, opts.vram_bytes)
+    from mtpdec.cpu.backend import CPU
+    from mtpdec.gpu.backend import GpuOps
+
+    backends = Backends(trunk=GpuOps(), host=CPU, host_ffn=frozenset(plan.cpu_ffn_layers))
+    return backends, plan

@@ -17,9 +17,11 @@ from mtpdec.quants import dequantize_raw
 from mtpdec.tensor import Tensor
 
 if TYPE_CHECKING:
+    from mtpdec.cpu.backend import Ops
+    from mtpdec.cpu.linear import Linear
     from mtpdec.loader.config import ModelConfig
     from mtpdec.loader.reader import GGUFFile
-    from mtpdec.models.layers import Linear
+    from mtpdec.models.hybrid import Backends
     from mtpdec.tokenizer import Tokenizer
 
 
@@ -51,6 +53,8 @@ class Model(Protocol):
       after each token but the last, so that ``state.rollback`` can return to any of
       them; the state needs ``snapshot_slots >= k - 1``. Without it nothing is copied.
     activations: "q8" or "f32", how every matrix multiplies (``mtpdec.cpu.matvec``).
+    backends: where its parts run and what offloaded FFNs cost
+      (``mtpdec.models.hybrid.Backends``); placement: the GPU plan behind them, or None.
     """
 
     file: GGUFFile
@@ -58,6 +62,8 @@ class Model(Protocol):
     n_vocab: int
     n_ctx_train: int
     activations: str
+    backends: Backends
+    placement: Any
 
     @property
     def tokenizer(self) -> Tokenizer: ...
@@ -192,13 +198,20 @@ class ModelBase:
     n_vocab: int
     n_ctx_train: int
     _tokenizer: Tokenizer | None = None
+    placement: Any = None  # the GPU placement plan (mtpdec.gpu.placement), None on the CPU
 
-    def _load_common(self, f: GGUFFile, dense_budget_bytes: int, activations: str) -> None:
+    def _load_common(
+        self, f: GGUFFile, dense_budget_bytes: int, activations: str, ops: Ops | None = None
+    ) -> None:
         """File, config, sizes, numerics, embedding table, final norm and LM head
-        (``output.weight``, else the tied ``token_embd``); the head always runs through the
-        kernels."""
-        from mtpdec.models.layers import DenseBudget, Linear, Numerics, vector
+        (``output.weight``, else the tied ``token_embd``) on ``ops`` (default the CPU's);
+        the head always runs through the kernels. The embedding table stays in the file
+        (a lookup reads k rows on the host)."""
+        from mtpdec.cpu.backend import CPU
+        from mtpdec.cpu.linear import DenseBudget, Numerics
+        from mtpdec.models.layers import vector
 
+        ops = CPU if ops is None else ops
         self.file, self.config = f, f.config
         self.n_vocab = f.config.n_vocab
         key = "tokenizer.ggml.tokens"
@@ -212,11 +225,11 @@ class ModelBase:
         self.numerics = Numerics(activations, self.budget)
         self.activations = activations
         self.embd = f.tensors["token_embd.weight"]
-        self.output_norm = vector(f, "output_norm.weight")
+        self.output_norm = ops.upload(vector(f, "output_norm.weight"))
         tied = "output.weight" not in f.tensors  # the embedding lookup reads its file rows
-        self.head = Linear(
+        self.head = ops.linear(
             f.tensors.get("output.weight", self.embd),
-            self.numerics.kernels_only(),
+            self.numerics.kernels_only().on(ops.fixed_activations),
             keep_file_pages=tied,
         )
 

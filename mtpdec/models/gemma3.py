@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from mtpdec.cpu.backend import Ops
+from mtpdec.cpu.linear import Linear, Numerics
 from mtpdec.cpu.ops import gelu, rmsnorm
 from mtpdec.loader.config import SLIDING
 from mtpdec.loader.gemma3 import Gemma3Config
@@ -27,17 +29,16 @@ from mtpdec.models.base import (
     register_model,
     run_in_chunks,
 )
-from mtpdec.models.layers import (
-    Attention,
-    AttentionSpec,
-    FeedForward,
-    Linear,
-    Numerics,
-    vector,
-)
+from mtpdec.models.hybrid import Backends
+from mtpdec.models.layers import Attention, AttentionSpec, FeedForward, vector
 from mtpdec.state import KVCache, ModelState
 
 F32 = np.float32
+
+
+def geglu(ops: Ops, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """gelu(gate) * up (Gemma's FFN activation; CPU only)."""
+    return gelu(gate, up)
 
 
 class Gemma3Layer:
@@ -49,7 +50,7 @@ class Gemma3Layer:
         self.ffn_norm = vector(f, f"{p}.ffn_norm.weight")
         self.post_ffn_norm = vector(f, f"{p}.post_ffw_norm.weight")
         self.attn = Attention(f, p, spec, numerics)
-        self.ffn = FeedForward(f, p, gelu, numerics)
+        self.ffn = FeedForward(f, p, geglu, numerics)
 
     def __call__(
         self, h: np.ndarray, pos: np.ndarray, cache: KVCache, eps: float, prefill: bool = False
@@ -72,6 +73,7 @@ class Gemma3Model(ModelBase):
     ) -> None:
         cfg = f.config
         assert isinstance(cfg, Gemma3Config)
+        self.backends = Backends()  # CPU only
         self._load_common(f, dense_budget_bytes, activations)
         self.embd_scale = F32(math.sqrt(cfg.n_embd))
         self.layers = []

@@ -6,9 +6,13 @@ Every block (trunk and MTP) is ``h += mixer(rmsnorm(h) * attn_norm)`` then
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
-from mtpdec.cpu.ops import rmsnorm, silu
+from mtpdec.cpu.backend import CPU, Ops
+from mtpdec.cpu.linear import Linear, Numerics
 from mtpdec.errors import MtpdecError
 from mtpdec.loader.config import ATTENTION, GDN
 from mtpdec.loader.qwen35 import Qwen35Config
@@ -24,15 +28,8 @@ from mtpdec.models.base import (
     run_in_chunks,
 )
 from mtpdec.models.gdn import GatedDeltaNet
-from mtpdec.models.layers import (
-    Attention,
-    AttentionSpec,
-    FeedForward,
-    Linear,
-    Numerics,
-    linear,
-    vector,
-)
+from mtpdec.models.hybrid import Backends, OffloadedFeedForward
+from mtpdec.models.layers import Attention, AttentionSpec, FeedForward, linear, swiglu, vector
 from mtpdec.state import KVCache, ModelState, RecurrentState
 from mtpdec.tensor import Tensor
 
@@ -54,54 +51,66 @@ def attention_spec(cfg: Qwen35Config) -> AttentionSpec:
 
 
 class Block:
-    """One trunk or MTP block: a mixer (GatedDeltaNet or Attention) and a SwiGLU FFN."""
+    """One trunk or MTP block: a mixer (GatedDeltaNet or Attention) and a SwiGLU FFN; norms
+    and the mixer on ``ops``, the FFN given (on ``ops`` or offloaded to the host)."""
 
     def __init__(
-        self, f: GGUFFile, prefix: str, mixer: Attention | GatedDeltaNet, numerics: Numerics
+        self,
+        f: GGUFFile,
+        prefix: str,
+        mixer: Attention | GatedDeltaNet,
+        ffn: FeedForward | OffloadedFeedForward,
+        ops: Ops = CPU,
     ):
-        self.attn_norm = vector(f, f"{prefix}.attn_norm.weight")
-        self.post_norm = vector(f, f"{prefix}.post_attention_norm.weight")
+        self.ops = ops
+        self.attn_norm = ops.upload(vector(f, f"{prefix}.attn_norm.weight"))
+        self.post_norm = ops.upload(vector(f, f"{prefix}.post_attention_norm.weight"))
         self.mixer = mixer
-        self.ffn = FeedForward(f, prefix, silu, numerics)
+        self.ffn = ffn
 
     def linears(self) -> list[Linear]:
         return self.mixer.linears() + self.ffn.linears()
 
     def __call__(
         self,
-        h: np.ndarray,
+        h: Any,
         pos: np.ndarray,
         layer_state: KVCache | RecurrentState,
         eps: float,
         prefill: bool = False,
         snapshots: bool = False,
-    ) -> np.ndarray:
-        x = rmsnorm(h, self.attn_norm, eps)
+    ) -> Any:
+        x = self.ops.rmsnorm(h, self.attn_norm, eps)
         if isinstance(self.mixer, Attention):
             assert isinstance(layer_state, KVCache)
             h = h + self.mixer(x, pos, layer_state, prefill)
         else:
             assert isinstance(layer_state, RecurrentState)
             h = h + self.mixer(x, layer_state, prefill, snapshots)
-        return h + self.ffn(rmsnorm(h, self.post_norm, eps), prefill)
+        return h + self.ffn(self.ops.rmsnorm(h, self.post_norm, eps), prefill)
 
 
 class MtpHead:
-    """The NextN block ``blk.{n_trunk}`` (qwen35.md "MTP head")."""
+    """The NextN block ``blk.{n_trunk}`` (qwen35.md "MTP head"), on the trunk's backend."""
 
-    def __init__(self, f: GGUFFile, cfg: Qwen35Config, numerics: Numerics, output: Linear):
+    def __init__(
+        self, f: GGUFFile, cfg: Qwen35Config, numerics: Numerics, output: Any, ops: Ops = CPU
+    ):
         p = f"blk.{cfg.n_trunk}"
         n = f"{p}.nextn"
-        self.eh_proj = linear(f, f"{n}.eh_proj.weight", numerics)
-        self.enorm = vector(f, f"{n}.enorm.weight")
-        self.hnorm = vector(f, f"{n}.hnorm.weight")
+        self.eh_proj = linear(f, f"{n}.eh_proj.weight", numerics, ops)
+        self.enorm = ops.upload(vector(f, f"{n}.enorm.weight"))
+        self.hnorm = ops.upload(vector(f, f"{n}.hnorm.weight"))
         own_embd = f.tensors.get(f"{n}.embed_tokens.weight")
         self.embd = own_embd if own_embd is not None else f.tensors["token_embd.weight"]
         norm = f"{n}.shared_head_norm.weight"
-        self.head_norm = vector(f, norm if norm in f.tensors else "output_norm.weight")
+        self.head_norm = ops.upload(vector(f, norm if norm in f.tensors else "output_norm.weight"))
         own_head = f.tensors.get(f"{n}.shared_head_head.weight")
-        self.head = Linear(own_head, numerics.kernels_only()) if own_head is not None else output
-        self.block = Block(f, p, Attention(f, p, attention_spec(cfg), numerics), numerics)
+        self.head = (
+            ops.linear(own_head, numerics.kernels_only()) if own_head is not None else output
+        )
+        attention = Attention(f, p, attention_spec(cfg), numerics, ops)
+        self.block = Block(f, p, attention, FeedForward(f, p, swiglu, numerics, ops), ops)
 
     def linears(self) -> list[Linear]:
         return [self.eh_proj] + self.block.linears()
@@ -116,24 +125,41 @@ class Qwen35Model(ModelBase):
         f: GGUFFile,
         dense_budget_bytes: int = DEFAULT_DENSE_BUDGET,
         activations: str = DEFAULT_ACTIVATIONS,
+        backends: Backends | None = None,
+        on_layer: Callable[[int, int], None] | None = None,
     ) -> None:
+        """backends: where the trunk and each FFN run (default: all on the CPU); the
+        trunk's matrices take ``activations`` unless its backend fixes one (the GPU's
+        "f32"), host-run FFNs always take ``activations``. on_layer(i, n): called after
+        trunk layer i of n is built (weights uploaded), for a progress bar."""
         cfg = f.config
         assert isinstance(cfg, Qwen35Config)
-        self._load_common(f, dense_budget_bytes, activations)
+        self.backends = backends = Backends() if backends is None else backends
+        trunk = self.ops = backends.trunk
+        self._load_common(f, dense_budget_bytes, activations, trunk)
+        on_trunk = self.numerics.on(trunk.fixed_activations)
         self.blocks: list[Block] = []
         for il in range(cfg.n_trunk):
             p = f"blk.{il}"
             kind = cfg.layer_kinds[il]
             mixer: Attention | GatedDeltaNet
             if kind == GDN:
-                mixer = GatedDeltaNet(f, p, cfg, self.numerics)
+                mixer = GatedDeltaNet(f, p, cfg, on_trunk, trunk)
             elif kind == ATTENTION:
-                mixer = Attention(f, p, attention_spec(cfg), self.numerics)
+                mixer = Attention(f, p, attention_spec(cfg), on_trunk, trunk)
             else:
                 raise MtpdecError(f"{f.path}: unexpected qwen35 trunk layer kind {kind!r}")
-            self.blocks.append(Block(f, p, mixer, self.numerics))
-        self.mtp = MtpHead(f, cfg, self.numerics, self.head) if cfg.n_mtp else None
-        self._mtp_heads: dict[int, Linear] = {}  # reduced draft heads by vocabulary size
+            ffn: FeedForward | OffloadedFeedForward
+            if il in backends.host_ffn:
+                host_ffn = FeedForward(f, p, swiglu, self.numerics, backends.host)
+                ffn = OffloadedFeedForward(host_ffn, backends)
+            else:
+                ffn = FeedForward(f, p, swiglu, on_trunk, trunk)
+            self.blocks.append(Block(f, p, mixer, ffn, trunk))
+            if on_layer is not None:
+                on_layer(il, cfg.n_trunk)
+        self.mtp = MtpHead(f, cfg, on_trunk, self.head, trunk) if cfg.n_mtp else None
+        self._mtp_heads: dict[int, Any] = {}  # reduced draft heads by vocabulary size
         self._fit_dense_budget()
 
     def linears(self) -> list[Linear]:
@@ -157,8 +183,8 @@ class Qwen35Model(ModelBase):
             if isinstance(b.mixer, GatedDeltaNet):
                 layers.append(b.mixer.new_state(snapshot_slots))
             else:
-                layers.append(KVCache(c.n_head_kv, n_ctx, c.head_dim, c.head_dim))
-        mtp = KVCache(c.n_head_kv, n_ctx, c.head_dim, c.head_dim) if self.mtp else None
+                layers.append(KVCache(c.n_head_kv, n_ctx, c.head_dim, c.head_dim, self.ops))
+        mtp = KVCache(c.n_head_kv, n_ctx, c.head_dim, c.head_dim, self.ops) if self.mtp else None
         return ModelState(n_ctx=n_ctx, layers=layers, mtp=mtp)
 
     def hidden(
@@ -169,23 +195,23 @@ class Qwen35Model(ModelBase):
         prefill: bool = False,
         snapshots: bool = False,
     ) -> np.ndarray:
-        """The trunk's final-normed hidden ``hn`` float32 (k, n_embd) of each token;
-        ``prefill`` and ``snapshots`` as in ``forward``."""
+        """The trunk's final-normed hidden ``hn`` float32 (k, n_embd) of each token, a host
+        array; ``prefill`` and ``snapshots`` as in ``forward``."""
         tokens = check_tokens(tokens, self.n_vocab)
         check_position(start_pos, len(tokens), state)
-        eps = self.config.rms_eps
+        eps, ops = self.config.rms_eps, self.ops
 
         def trunk(part: np.ndarray, pos: np.ndarray) -> np.ndarray:
-            h = embed_rows(self.embd, part)
+            h = ops.upload(embed_rows(self.embd, part))
             for block, layer_state in zip(self.blocks, state.layers):
                 h = block(h, pos, layer_state, eps, prefill, snapshots)
-            return rmsnorm(h, self.output_norm, eps)
+            return ops.to_host(ops.rmsnorm(h, self.output_norm, eps))
 
         return run_in_chunks(tokens, start_pos, state, trunk)
 
     def logits(self, hn: np.ndarray) -> np.ndarray:
-        """LM head: float32 (k, n_embd) -> (k, n_vocab)."""
-        return self.head(hn)
+        """LM head: float32 (k, n_embd) -> (k, n_vocab), host arrays."""
+        return self.ops.to_host(self.head(self.ops.upload(hn)))
 
     def forward(
         self,
@@ -234,18 +260,18 @@ class Qwen35Model(ModelBase):
             )
         if hidden.shape != (n, self.config.n_embd):
             raise MtpdecError(f"MTP hidden must have shape {(n, self.config.n_embd)}")
-        eps = self.config.rms_eps
-        e = rmsnorm(embed_rows(mtp.embd, tokens), mtp.enorm, eps)
-        h = rmsnorm(np.asarray(hidden, dtype=F32), mtp.hnorm, eps)
-        x = mtp.eh_proj(np.concatenate([e, h], axis=1))  # embedding first
+        eps, ops = self.config.rms_eps, self.ops
+        e = ops.rmsnorm(ops.upload(embed_rows(mtp.embd, tokens)), mtp.enorm, eps)
+        h = ops.rmsnorm(ops.upload(np.asarray(hidden, dtype=F32)), mtp.hnorm, eps)
+        x = mtp.eh_proj(ops.xp.concatenate([e, h], axis=1))  # embedding first
         pos = np.arange(start_pos, start_pos + n)
         state.mtp_length = start_pos  # entries from here on are being rewritten
         x = mtp.block(x, pos, state.mtp, eps)
         state.mtp_length = start_pos + n
-        hm = rmsnorm(x[-1:] if last_only else x, mtp.head_norm, eps)
-        return self.mtp_head(vocab)(hm), hm
+        hm = ops.rmsnorm(x[-1:] if last_only else x, mtp.head_norm, eps)
+        return ops.to_host(self.mtp_head(vocab)(hm)), ops.to_host(hm)
 
-    def mtp_head(self, vocab: int | None = None) -> Linear:
+    def mtp_head(self, vocab: int | None = None) -> Any:
         """The MTP head's output matrix, or its first ``vocab`` rows (token ids
         0..vocab-1: in BPE vocabularies the earliest merges, the most frequent tokens),
         built once per size."""
@@ -258,6 +284,8 @@ class Qwen35Model(ModelBase):
         if vocab not in heads:
             w = self.mtp.head.w
             part = Tensor(f"{w.name}[:{vocab}]", w.ggml_type, (vocab, w.cols), w.raw[:vocab])
-            keep = self.mtp.head.kernel.keep_file_pages  # rows of a tied embedding table
-            heads[vocab] = Linear(part, self.numerics.kernels_only(), keep_file_pages=keep)
+            # rows of a tied embedding table, which the lookup still reads from the file
+            keep = self.mtp.head is self.head and "output.weight" not in self.file.tensors
+            numerics = self.numerics.kernels_only().on(self.ops.fixed_activations)
+            heads[vocab] = self.ops.linear(part, numerics, keep_file_pages=keep)
         return heads[vocab]
