@@ -96,16 +96,22 @@ def decode_speculative(
         drafts = draft.tokens[:n]
         fed = np.concatenate([[tok], drafts]).astype(np.int32)
         start = state.length
+        snapshots = len(drafts) > 0
         if wants_hidden:
-            hn = trunk.hidden(fed, start, state, snapshots=len(drafts) > 0)
-            logits = trunk.logits(hn)
-        else:
-            logits = model.forward(fed, start, state, snapshots=len(drafts) > 0)
-        if sampler.greedy:
-            picks = np.argmax(logits, axis=1)
+            hn = trunk.hidden(fed, start, state, snapshots=snapshots)
+        if sampler.greedy:  # each row's argmax only (found on the device on a GPU)
+            if wants_hidden:
+                picks = trunk.head_picks(hn)
+            else:
+                picks = model.forward_picks(fed, start, state, snapshots=snapshots)
             accepted = accept_greedy(drafts, picks)
             nxt = int(picks[accepted])
         else:
+            logits = (
+                trunk.logits(hn)
+                if wants_hidden
+                else model.forward(fed, start, state, snapshots=snapshots)
+            )
             accepted, nxt = accept_sampled(
                 drafts, draft.q, lambda i, rows=logits: sampler.probs(rows[i]), sampler.rng
             )

@@ -71,6 +71,10 @@ class ReferenceLaunchers:
         self._count("conv_silu")
         return gdn.causal_conv_silu(x, state, w, ring)
 
+    def argmax_rows(self, x):
+        self._count("argmax")
+        return np.argmax(x, axis=1).astype(np.int32)
+
     def delta_rule(self, m, q, k, v, decay, beta, ring, slots):
         self._count("delta_rule")
         assert slots.dtype == np.int64 and decay.dtype == np.float32

@@ -127,7 +127,8 @@ def test_gpu_glue_verify_rows_are_bitwise_single_steps(tiny_path):
 
 @pytest.mark.parametrize("drafter", ["mtp", "oracle"])
 def test_greedy_speculative_on_the_gpu_glue_equals_plain(tiny_path, drafter):
-    model = _model(tiny_path, "f32", trunk=standin_gpu_ops(), host_ffn=frozenset({2}))
+    ops = standin_gpu_ops()
+    model = _model(tiny_path, "f32", trunk=ops, host_ffn=frozenset({2}))
     prompt = _prompt(model).tolist()
     plain_steps = decode_plain(model, prompt, N_PREDICT, Sampler(), model.new_state(128), False)
     plain = [t for s in plain_steps for t in s.tokens]
@@ -137,6 +138,7 @@ def test_greedy_speculative_on_the_gpu_glue_equals_plain(tiny_path, drafter):
     steps = decode_speculative(model, prompt, N_PREDICT, Sampler(), state, draft, FixedN(4),
                                stop_at_eog=False)  # fmt: skip
     assert [t for s in steps for t in s.tokens] == plain
+    assert ops.kernels.calls["argmax"] > 0  # verify picks found on the device
 
 
 def test_gpu_device_without_cupy_is_a_one_line_error(tiny_path):

@@ -34,7 +34,9 @@ class Ops(Protocol):
       ``(x (k, cols), prefill=False) -> (k, rows)`` (``mtpdec.cpu.linear``).
     rmsnorm, l2norm, silu, sigmoid, softplus, rope_neox: ``mtpdec.cpu.ops``;
     attend: ``mtpdec.cpu.attention.attend`` (positions a host int array);
-    causal_conv_silu, delta_rule: ``mtpdec.cpu.gdn`` (ring_slots a host int64 array).
+    causal_conv_silu, delta_rule: ``mtpdec.cpu.gdn`` (ring_slots a host int64 array);
+    argmax_rows(x (k, d)) -> host int32 (k,): each row's lowest index of its maximum,
+      found where x lives (a greedy verify brings back k ints, not k logits rows).
     """
 
     name: str
@@ -61,6 +63,7 @@ class Ops(Protocol):
     def delta_rule(
         self, m: Any, q: Any, k: Any, v: Any, g: Any, beta: Any, ring: Any, ring_slots: Any
     ) -> Any: ...
+    def argmax_rows(self, x: Any) -> np.ndarray: ...
 
 
 class CpuOps:
@@ -100,6 +103,10 @@ class CpuOps:
     attend = staticmethod(attention.attend)
     causal_conv_silu = staticmethod(gdn.causal_conv_silu)
     delta_rule = staticmethod(gdn.delta_rule)
+
+    @staticmethod
+    def argmax_rows(x: np.ndarray) -> np.ndarray:
+        return np.argmax(x, axis=1).astype(np.int32)
 
 
 CPU = CpuOps()

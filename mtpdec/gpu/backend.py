@@ -141,6 +141,10 @@ class GpuOps:
             ring = self.xp.empty((0, *conv_state.shape), dtype=F32)
         return self.kernels.conv_silu(self._rows(x), conv_state, taps, ring)
 
+    def argmax_rows(self, x: Any) -> np.ndarray:
+        """The verify epilogue: kernels/rows.cu argmax on the device, k ints to the host."""
+        return self.to_host(self.kernels.argmax_rows(self._rows(x)))
+
     def delta_rule(
         self, m: Any, q: Any, k: Any, v: Any, g: Any, beta: Any, ring: Any, ring_slots: Any
     ) -> Any:

@@ -52,6 +52,9 @@ class Model(Protocol):
       ``state.length`` by k. ``snapshots`` (a verify): recurrent layers keep their state
       after each token but the last, so that ``state.rollback`` can return to any of
       them; the state needs ``snapshot_slots >= k - 1``. Without it nothing is copied.
+    forward_picks(tokens, start_pos, state, snapshots=False) -> int32 (k,)
+      ``argmax(forward(...), axis=1)``, the greedy verify's epilogue: each row's lowest
+      index of its maximum, found where the logits are (only k ints cross from a GPU).
     activations: "q8" or "f32", how every matrix multiplies (``mtpdec.cpu.matvec``).
     backends: where its parts run and what offloaded FFNs cost
       (``mtpdec.models.hybrid.Backends``); placement: the GPU plan behind them, or None.
@@ -82,13 +85,19 @@ class Model(Protocol):
         snapshots: bool = False,
     ) -> np.ndarray: ...
 
+    def forward_picks(
+        self, tokens: np.ndarray, start_pos: int, state: Any, snapshots: bool = False
+    ) -> np.ndarray: ...
+
 
 class MtpModel(Model, Protocol):
     """A model with a multi-token-prediction head (qwen35 files that have one; ``mtp`` is
     None otherwise), as the MTP drafter uses it.
 
     hidden(tokens, start_pos, state, prefill=False, snapshots=False) -> float32 (k, n_embd)
-      the trunk's final-normed rows; ``logits(hn)`` turns them into ``forward``'s rows.
+      the trunk's final-normed rows; ``logits(hn)`` turns them into ``forward``'s rows,
+      ``head_picks(hn)`` into each row's argmax (int32 (k,)) without bringing the rows
+      back from the device.
     mtp_forward(tokens, hidden, start_pos, state, last_only=False, vocab=None)
       -> (draft logits, the head's own hidden rows) (``Qwen35Model.mtp_forward``).
     """
@@ -105,6 +114,8 @@ class MtpModel(Model, Protocol):
     ) -> np.ndarray: ...
 
     def logits(self, hn: np.ndarray) -> np.ndarray: ...
+
+    def head_picks(self, hn: np.ndarray) -> np.ndarray: ...
 
     def mtp_forward(
         self,
@@ -284,3 +295,10 @@ class ModelBase:
         snapshots: bool = False,
     ) -> np.ndarray:
         raise NotImplementedError
+
+    def forward_picks(
+        self, tokens: np.ndarray, start_pos: int, state: Any, snapshots: bool = False
+    ) -> np.ndarray:
+        """Each row's argmax of ``forward`` (the Model protocol's greedy epilogue)."""
+        logits = self.forward(tokens, start_pos, state, snapshots=snapshots)
+        return np.argmax(logits, axis=1).astype(np.int32)

@@ -213,6 +213,15 @@ class Qwen35Model(ModelBase):
         """LM head: float32 (k, n_embd) -> (k, n_vocab), host arrays."""
         return self.ops.to_host(self.head(self.ops.upload(hn)))
 
+    def head_picks(self, hn: np.ndarray) -> np.ndarray:
+        """int32 (k,): the argmax of each row of ``logits(hn)``, found on the backend."""
+        return self.ops.argmax_rows(self.head(self.ops.upload(hn)))
+
+    def forward_picks(
+        self, tokens: np.ndarray, start_pos: int, state: ModelState, snapshots: bool = False
+    ) -> np.ndarray:
+        return self.head_picks(self.hidden(tokens, start_pos, state, snapshots=snapshots))
+
     def forward(
         self,
         tokens: np.ndarray,
