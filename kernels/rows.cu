@@ -66,6 +66,13 @@ MTPDEC_HD float one_plus_exp_neg(float x) {
     return 1.0f + expf(t);
 }
 
+// tanh-form GELU as x / (1 + exp(-2u)), 2u = 2 sqrt(2/pi) x (1 + 0.044715 x^2), in the
+// operation order of mtpdec.cpu.ops.gelu (Gemma's FFN)
+MTPDEC_HD float gelu_of(float x) {
+    const float two_u = 1.5957691216057308f * x * (1.0f + 0.044715f * x * x);
+    return x / one_plus_exp_neg(two_u);
+}
+
 #ifdef __CUDACC__
 __device__ __forceinline__ double warp_sum_double(double v) {
     for (int off = WARP / 2; off > 0; off /= 2) v = v + __shfl_xor_sync(0xffffffffu, v, off);
@@ -129,6 +136,12 @@ extern "C" __global__ void silu_mul(const float* __restrict__ x, const float* __
                                     float* __restrict__ out, long long count) {
     const long long at = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (at < count) out[at] = (x[at] / one_plus_exp_neg(x[at])) * m[at];
+}
+
+extern "C" __global__ void gelu_mul(const float* __restrict__ x, const float* __restrict__ m,
+                                    float* __restrict__ out, long long count) {
+    const long long at = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (at < count) out[at] = gelu_of(x[at]) * m[at];
 }
 
 extern "C" __global__ void sigmoid_mul(const float* __restrict__ x, const float* __restrict__ m,

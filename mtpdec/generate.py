@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mtpdec.draft import check_draft_name
 from mtpdec.draft.setup import (
@@ -33,6 +33,9 @@ from mtpdec.draft.setup import (
 from mtpdec.errors import MtpdecError
 from mtpdec.metrics import SpecStats, Timings
 from mtpdec.sampling import Sampler, check_sampling
+
+if TYPE_CHECKING:
+    from mtpdec.gpu.placement import DeviceOptions
 
 DEFAULT_CTX = 4096
 
@@ -67,19 +70,29 @@ def check_ctx(ctx: int | None, n_ctx_train: int) -> int:
 
 
 def plan_memory(
-    model_path: Path, ctx: int | None, activations: str, dense_budget: int, snapshot_slots: int
+    model_path: Path,
+    ctx: int | None,
+    activations: str,
+    dense_budget: int,
+    snapshot_slots: int,
+    device: DeviceOptions | None = None,
 ) -> dict[str, int]:
-    """Bytes a run will take (state for --ctx, weight copies), from the file's header
+    """Host bytes a run will take (state for --ctx, weight copies), from the file's header
     alone: MtpdecError naming the option to lower, before anything is allocated, when
-    they exceed the available memory (``mtpdec.memory``)."""
+    they exceed the available memory (``mtpdec.memory``). On a GPU (``device``) the state
+    is on the device and the host copies only the matrices it runs (offloaded FFNs)."""
+    from mtpdec.gpu.placement import host_matrices
     from mtpdec.loader import open_gguf
     from mtpdec.memory import check_plan_fits, state_nbytes, weights_nbytes
 
     with open_gguf(model_path) as f:
         n_ctx = check_ctx(ctx, int(f.config.context_length))  # type: ignore[attr-defined]
         plan = state_nbytes(f.config, n_ctx, snapshot_slots)
+        on_host = None if device is None else host_matrices(f, device)
+        if on_host is not None:  # a GPU model: its state lives on the device
+            plan = dict.fromkeys(plan, 0)
         check_plan_fits(plan, n_ctx)  # first without the kernels' (slow) imports
-        plan |= weights_nbytes(f, activations, dense_budget)
+        plan |= weights_nbytes(f, activations, dense_budget, on_host)
     check_plan_fits(plan, n_ctx)
     return plan
 
@@ -155,7 +168,9 @@ def run_generate(
     draft_n = parse_draft_n(opts.draft_n)
     slots = AUTO_MAX_N if draft_n is None else draft_n
     device = device_options(opts.device, opts.cpu_ffn, opts.vram_gb, opts.ctx, slots)
-    memory = plan_memory(model_path, opts.ctx, opts.activations, opts.prefill_mib << 20, slots)
+    memory = plan_memory(
+        model_path, opts.ctx, opts.activations, opts.prefill_mib << 20, slots, device
+    )
     timings = Timings()
     with _spinner(f"loading {model_path}") as status:
 
@@ -259,13 +274,11 @@ def result_json(
     """The --json object, less ``stats``: prompt and output as text and token ids."""
     import numba
 
-    from mtpdec.cpu.isa import host_path
-
     return {
         "model": str(model_path),
         "architecture": model.config.architecture,
-        "activations": model.activations,
-        "kernel_path": host_path() if model.activations == "q8" else "float",
+        **model.backends.numerics(model.activations),
+        "device": model.backends.name,
         "prompt": prompt,
         "prompt_ids": [int(t) for t in prompt_ids],
         "output_ids": [int(t) for t in out_ids],

@@ -58,10 +58,13 @@ def available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return None
 
 
-def weights_nbytes(f: GGUFFile, activations: str, dense_budget: int) -> dict[str, int]:
+def weights_nbytes(
+    f: GGUFFile, activations: str, dense_budget: int, only: set[str] | None = None
+) -> dict[str, int]:
     """Estimated {"repacked_weights": bytes, "dense_prefill": bytes}: q8 mode copies every
     matrix of a repackable type (rows >= 8) into its kernel layout; dense prefill copies
-    are fp32, taken only when all of them fit ``dense_budget`` (``Linear``)."""
+    are fp32, taken only when all of them fit ``dense_budget`` (``Linear``). ``only``: the
+    matrices the CPU runs (a GPU model's offloaded FFNs); None: all of them."""
     from mtpdec.cpu.isa import host_path
     from mtpdec.cpu.matvec import repackable
     from mtpdec.quants.types import GGMLType
@@ -71,7 +74,10 @@ def weights_nbytes(f: GGUFFile, activations: str, dense_budget: int) -> dict[str
     matrices = [
         t
         for name, t in f.tensors.items()
-        if name in names and len(t.shape) == 2 and (tied or name != "token_embd.weight")
+        if name in names
+        and len(t.shape) == 2
+        and (tied or name != "token_embd.weight")
+        and (only is None or name in only)
     ]
     path = host_path()
     repacked = sum(

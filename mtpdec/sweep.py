@@ -132,7 +132,9 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
 
     slots = max(AUTO_MAX_N if n is None else n for n in ns)
     device = device_options(opts.device, opts.cpu_ffn, opts.vram_gb, opts.ctx, slots)
-    memory = plan_memory(model_path, opts.ctx, opts.activations, DEFAULT_DENSE_BUDGET, slots)
+    memory = plan_memory(
+        model_path, opts.ctx, opts.activations, DEFAULT_DENSE_BUDGET, slots, device
+    )
     console = Console(stderr=True)
     with console.status(f"loading {model_path}") as status:
 
@@ -227,8 +229,6 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
 def _records(cells: dict[str, Cell], model: Any, draft: str, opts: SweepOptions) -> list[dict]:
     import numba
 
-    from mtpdec.cpu.isa import host_path
-
     base = cells.get("0")
     base_rate = base.tok_s() if base else None
     base_verify = base.spec.ms_per_step()["verify"] if base else None
@@ -251,8 +251,7 @@ def _records(cells: dict[str, Cell], model: Any, draft: str, opts: SweepOptions)
                 "speedup": speedup,
                 "ideal_speedup": ideal,
                 "achieved_over_ideal": speedup / ideal if speedup and ideal else None,
-                "activations": opts.activations,
-                "kernel_path": host_path() if opts.activations == "q8" else "float",
+                **model.backends.numerics(opts.activations),
                 "threads": numba.get_num_threads(),
                 "n_predict": opts.n_predict,
                 "repeats": opts.repeats,

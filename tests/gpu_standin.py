@@ -56,7 +56,7 @@ class ReferenceLaunchers:
     def gate(self, name, x, m):
         self._count(name)
         assert x.shape == m.shape and x.flags.c_contiguous and m.flags.c_contiguous
-        return {"silu_mul": ops.silu, "sigmoid_mul": ops.sigmoid}[name](x, m)
+        return {"silu_mul": ops.silu, "sigmoid_mul": ops.sigmoid, "gelu_mul": ops.gelu}[name](x, m)
 
     def rope_neox(self, x, cos, sin):
         self._count("rope_neox")

@@ -16,6 +16,7 @@ from mtpdec.gpu.backend import GpuLinear
 from mtpdec.gpu.placement import DeviceOptions
 from mtpdec.loader import open_gguf
 from mtpdec.models import load_model
+from mtpdec.models.gemma3 import Gemma3Model
 from mtpdec.models.hybrid import Backends, OffloadedFeedForward
 from mtpdec.models.qwen35 import Qwen35Model
 from mtpdec.sampling import Sampler
@@ -184,3 +185,40 @@ def test_gpu_model_verify_rows_are_bitwise_single_steps(cupy, tiny_path):
     _check_verify_rows_are_single_steps(
         load_model(tiny_path, activations="f32", device=DeviceOptions("gpu"))
     )
+
+
+def _gemma_rows(model) -> list[np.ndarray]:
+    """Logits of a 6-token prompt and of two single steps after it."""
+    ids = np.array(model.tokenizer.encode("The capital of France is"), dtype=np.int32)
+    state = model.new_state(32)
+    rows = [model.forward(ids, 0, state)]
+    for tok in (3681, 236761):
+        rows.append(model.forward(np.array([tok], dtype=np.int32), state.length, state))
+    return rows
+
+
+@pytest.mark.model
+def test_gemma_on_the_gpu_glue_tracks_the_cpu_f32_model(gemma_path):
+    """Gemma-3-270M through GpuOps (GELU gate, soft-capping, sliding windows, the head
+    on the device) with reference launchers: as close to the CPU f32 model as float32
+    allows, and its greedy verify picks found by the backend's argmax."""
+    ops = standin_gpu_ops()
+    gpu = Gemma3Model(open_gguf(gemma_path), activations="f32", backends=Backends(trunk=ops))
+    agree, corr = _rows_agree(
+        _gemma_rows(gpu), _gemma_rows(load_model(gemma_path, activations="f32"))
+    )
+    assert agree == 1.0 and corr > 0.99999
+    assert ops.kernels.calls["gelu_mul"] > 0
+    state = gpu.new_state(16)
+    picks = gpu.forward_picks(np.array([2, 651, 6207], dtype=np.int32), 0, state)
+    assert picks.dtype == np.int32 and ops.kernels.calls["argmax"] == 1
+
+
+@pytest.mark.model
+def test_gemma_gpu_model_tracks_the_cpu_f32_model(cupy, gemma_path):
+    gpu = load_model(gemma_path, activations="f32", device=DeviceOptions("gpu"))
+    agree, corr = _rows_agree(
+        _gemma_rows(gpu), _gemma_rows(load_model(gemma_path, activations="f32"))
+    )
+    print(f"GPU parity (Gemma-3-270M): argmax agreement {agree:.3f}, min corr {corr:.6f}")
+    assert agree >= 0.99 and corr >= 0.999

@@ -395,9 +395,9 @@ def test_rope_kernel_equals_the_cpu_op_bit_for_bit(host_binary, tmp_path) -> Non
     assert np.array_equal(got.view(np.uint32), rope_neox(x, cos, sin).reshape(-1).view(np.uint32))
 
 
-@pytest.mark.parametrize("name", ["silu_mul", "sigmoid_mul"])
+@pytest.mark.parametrize("name", ["silu_mul", "sigmoid_mul", "gelu_mul"])
 def test_gate_kernels_match_the_cpu_ops(host_binary, tmp_path, name) -> None:
-    from mtpdec.cpu.ops import sigmoid, silu
+    from mtpdec.cpu.ops import gelu, sigmoid, silu
 
     rng = np.random.default_rng(17)
     x = (rng.standard_normal(5000) * 10).astype(np.float32)
@@ -406,7 +406,7 @@ def test_gate_kernels_match_the_cpu_ops(host_binary, tmp_path, name) -> None:
     got = host_call(host_binary, tmp_path, ["gate", name, str(tmp_path), "5000"], {"x": x, "m": m})[
         0
     ]
-    want = (silu if name == "silu_mul" else sigmoid)(x, m)
+    want = {"silu_mul": silu, "sigmoid_mul": sigmoid, "gelu_mul": gelu}[name](x, m)
     np.testing.assert_allclose(got, want, rtol=3e-7, atol=1e-30)  # expf: host vs numpy
 
 
@@ -421,7 +421,7 @@ def test_gpu_rope_and_gates_equal_the_host_runs(cupy, host_binary, tmp_path) -> 
     got = rope_neox(cupy.asarray(x), cupy.asarray(cos), cupy.asarray(sin))
     assert np.array_equal(cupy.asnumpy(got).reshape(-1).view(np.uint32), want.view(np.uint32))
     a, m = x.reshape(-1) * 5, x.reshape(-1)[::-1].copy()
-    for name in ("silu_mul", "sigmoid_mul"):
+    for name in ("silu_mul", "sigmoid_mul", "gelu_mul"):
         args = ["gate", name, str(tmp_path), str(a.size)]
         want = host_call(host_binary, tmp_path, args, {"x": a, "m": m})[0]
         got = cupy.asnumpy(gate(name, cupy.asarray(a), cupy.asarray(m)))

@@ -73,3 +73,20 @@ def test_too_little_vram_for_the_chosen_ffn_says_raise_cpu_ffn(tiny) -> None:
 def test_only_qwen35_is_placed(gemma_path) -> None:
     with pytest.raises(MtpdecError, match="the GPU plan is for qwen35 models, not 'gemma3'"):
         plan_placement(open_gguf(gemma_path), 256, 0)
+
+
+def test_host_memory_plan_of_a_gpu_model_counts_only_the_offloaded_ffns(tiny) -> None:
+    """generate/sweep's host-RAM check: a GPU model keeps its state on the device and
+    repacks (q8) only the FFN matrices the CPU runs."""
+    from mtpdec.generate import plan_memory
+    from mtpdec.gpu.placement import DeviceOptions
+
+    path = tiny.path
+    cpu = plan_memory(path, 64, "q8", 0, 4)
+    gpu = plan_memory(path, 64, "q8", 0, 4, DeviceOptions("gpu", 0))
+    hybrid = plan_memory(path, 64, "q8", 0, 4, DeviceOptions("gpu", 2))
+    n = tiny.config.n_trunk
+    offloaded = ffn_bytes(tiny, n - 2) + ffn_bytes(tiny, n - 1)
+    assert cpu["kv_cache"] > 0 and cpu["repacked_weights"] > offloaded
+    assert gpu == {"kv_cache": 0, "recurrent_state": 0, "repacked_weights": 0, "dense_prefill": 0}
+    assert hybrid["repacked_weights"] == offloaded and hybrid["kv_cache"] == 0

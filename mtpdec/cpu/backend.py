@@ -32,7 +32,7 @@ class Ops(Protocol):
       states and snapshots, 64-byte aligned on the CPU).
     linear(w, numerics, keep_file_pages) / linear_group(ws, numerics): callables
       ``(x (k, cols), prefill=False) -> (k, rows)`` (``mtpdec.cpu.linear``).
-    rmsnorm, l2norm, silu, sigmoid, softplus, rope_neox: ``mtpdec.cpu.ops``;
+    rmsnorm, l2norm, silu, sigmoid, gelu, softplus, rope_neox: ``mtpdec.cpu.ops``;
     attend: ``mtpdec.cpu.attention.attend`` (positions a host int array);
     causal_conv_silu, delta_rule: ``mtpdec.cpu.gdn`` (ring_slots a host int64 array);
     argmax_rows(x (k, d)) -> host int32 (k,): each row's lowest index of its maximum,
@@ -54,6 +54,7 @@ class Ops(Protocol):
     def l2norm(self, x: Any, eps: float) -> Any: ...
     def silu(self, x: Any, mul: Any = None) -> Any: ...
     def sigmoid(self, x: Any, mul: Any = None) -> Any: ...
+    def gelu(self, x: Any, mul: Any = None) -> Any: ...
     def softplus(self, x: Any) -> Any: ...
     def rope_neox(self, x: Any, cos: Any, sin: Any) -> Any: ...
     def attend(
@@ -98,6 +99,7 @@ class CpuOps:
     l2norm = staticmethod(ops.l2norm)
     silu = staticmethod(ops.silu)
     sigmoid = staticmethod(ops.sigmoid)
+    gelu = staticmethod(ops.gelu)
     softplus = staticmethod(ops.softplus)
     rope_neox = staticmethod(ops.rope_neox)
     attend = staticmethod(attention.attend)

@@ -123,6 +123,9 @@ class GpuOps:
     def sigmoid(self, x: Any, mul: Any = None) -> Any:
         return self._gate("sigmoid_mul", x, mul)
 
+    def gelu(self, x: Any, mul: Any = None) -> Any:
+        return self._gate("gelu_mul", x, mul)
+
     def softplus(self, x: Any) -> Any:
         xp, cap = self.xp, SOFTPLUS_LINEAR_ABOVE
         return xp.where(x > cap, x, xp.log1p(xp.exp(xp.minimum(x, cap)))).astype(F32)

@@ -156,17 +156,33 @@ def device_options(
     return opts
 
 
+def host_matrices(f: GGUFFile, opts: DeviceOptions) -> set[str] | None:
+    """Names of the matrices the CPU runs under ``opts``: None for all (a CPU model), the
+    offloaded FFN matrices of a GPU model."""
+    opts.check()
+    if opts.device == "cpu":
+        return None
+    if not isinstance(f.config, Qwen35Config):
+        return set()
+    plan = plan_placement(f, opts.n_ctx, opts.snapshot_slots, opts.cpu_ffn, opts.vram_bytes)
+    return {f"blk.{i}.{name}" for i in plan.cpu_ffn_layers for name in FFN_MATRICES}
+
+
 def backends_for(f: GGUFFile, opts: DeviceOptions) -> tuple[Backends, Placement | None]:
     """The Backends a model of ``f`` is built with, and the placement plan behind them
     (None on the CPU). The GPU part needs CuPy and a GPU (one-line MtpdecError if not)."""
+    from mtpdec.cpu.backend import CPU
+    from mtpdec.gpu.backend import GpuOps
     from mtpdec.models.hybrid import Backends
 
     opts.check()
     if opts.device == "cpu":
         return Backends(), None
+    if not isinstance(f.config, Qwen35Config):  # all on the GPU, no plan to make
+        if opts.cpu_ffn != 0 or opts.vram_bytes is not None:
+            raise MtpdecError("--cpu-ffn and --vram place qwen35 models; give neither here")
+        return Backends(trunk=GpuOps()), None
     plan = plan_placement(f, opts.n_ctx, opts.snapshot_slots, opts.cpu_ffn, opts.vram_bytes)
-    from mtpdec.cpu.backend import CPU
-    from mtpdec.gpu.backend import GpuOps
 
     backends = Backends(trunk=GpuOps(), host=CPU, host_ffn=frozenset(plan.cpu_ffn_layers))
     return backends, plan

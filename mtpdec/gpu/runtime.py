@@ -56,14 +56,20 @@ def module(source: str, names: tuple[str, ...] = ()) -> Any:
     return cupy.RawModule(path=str(cubin)), lowered
 
 
+@functools.cache
 def kernel(source: str, name: str, names: tuple[str, ...] = ()) -> Any:
     """The function ``name`` (a plain extern "C" name or one of ``names``) of a module."""
     mod, lowered = module(source, names)
     return mod.get_function(lowered.get(name, name))
 
 
+_CUPY: list[Any] = []  # the cupy module once a GPU was found (checked once per process)
+
+
 def require_cupy() -> Any:
     """The cupy module, or a one-line MtpdecError saying how to get a GPU build."""
+    if _CUPY:
+        return _CUPY[0]
     try:
         import cupy
     except ImportError as e:
@@ -73,6 +79,7 @@ def require_cupy() -> Any:
             raise MtpdecError("the GPU path needs an NVIDIA GPU; CuPy sees none")
     except cupy.cuda.runtime.CUDARuntimeError as e:
         raise MtpdecError(f"the GPU path needs an NVIDIA GPU: {e}") from None
+    _CUPY.append(cupy)
     return cupy
 
 
@@ -151,7 +158,8 @@ def rope_neox(x: Any, cos: Any, sin: Any) -> Any:
 
 
 def gate(name: str, x: Any, m: Any) -> Any:
-    """kernels/rows.cu ``silu_mul`` or ``sigmoid_mul`` of cupy float32 arrays of one shape."""
+    """kernels/rows.cu ``silu_mul``, ``sigmoid_mul`` or ``gelu_mul`` (act(x) * m) of cupy
+    float32 arrays of one shape."""
     out = require_cupy().empty_like(x)
     threads = 256
     grid = (max(1, (x.size + threads - 1) // threads),)

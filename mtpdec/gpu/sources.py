@@ -84,6 +84,7 @@ ROW_KERNELS = (
     "rope_neox",
     "silu_mul",
     "sigmoid_mul",
+    "gelu_mul",
 )  # extern "C" kernels of kernels/rows.cu
 SOURCES = ("matvec.cu", "gdn.cu", "rows.cu", "attention.cu")  # every .cu file of kernels/
 

@@ -10,12 +10,13 @@ to ``token_embd`` unless the file has ``output.weight``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from mtpdec.cpu.backend import Ops
+from mtpdec.cpu.backend import CPU, Ops
 from mtpdec.cpu.linear import Linear, Numerics
-from mtpdec.cpu.ops import gelu, rmsnorm
 from mtpdec.loader.config import SLIDING
 from mtpdec.loader.gemma3 import Gemma3Config
 from mtpdec.loader.reader import GGUFFile
@@ -36,45 +37,56 @@ from mtpdec.state import KVCache, ModelState
 F32 = np.float32
 
 
-def geglu(ops: Ops, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """gelu(gate) * up (Gemma's FFN activation; CPU only)."""
-    return gelu(gate, up)
+def geglu(ops: Ops, gate: Any, up: Any) -> Any:
+    """gelu(gate) * up (Gemma's FFN activation)."""
+    return ops.gelu(gate, up)
 
 
 class Gemma3Layer:
-    def __init__(self, f: GGUFFile, il: int, spec: AttentionSpec, numerics: Numerics) -> None:
+    """One layer on the backend ``ops``."""
+
+    def __init__(
+        self, f: GGUFFile, il: int, spec: AttentionSpec, numerics: Numerics, ops: Ops = CPU
+    ) -> None:
         p = f"blk.{il}"
-        self.window = spec.window
-        self.attn_norm = vector(f, f"{p}.attn_norm.weight")
-        self.post_attn_norm = vector(f, f"{p}.post_attention_norm.weight")
-        self.ffn_norm = vector(f, f"{p}.ffn_norm.weight")
-        self.post_ffn_norm = vector(f, f"{p}.post_ffw_norm.weight")
-        self.attn = Attention(f, p, spec, numerics)
-        self.ffn = FeedForward(f, p, geglu, numerics)
+        self.ops, self.window = ops, spec.window
+        self.attn_norm = ops.upload(vector(f, f"{p}.attn_norm.weight"))
+        self.post_attn_norm = ops.upload(vector(f, f"{p}.post_attention_norm.weight"))
+        self.ffn_norm = ops.upload(vector(f, f"{p}.ffn_norm.weight"))
+        self.post_ffn_norm = ops.upload(vector(f, f"{p}.post_ffw_norm.weight"))
+        self.attn = Attention(f, p, spec, numerics, ops)
+        self.ffn = FeedForward(f, p, geglu, numerics, ops)
 
     def __call__(
-        self, h: np.ndarray, pos: np.ndarray, cache: KVCache, eps: float, prefill: bool = False
-    ) -> np.ndarray:
-        a = self.attn(rmsnorm(h, self.attn_norm, eps), pos, cache, prefill)
-        h = h + rmsnorm(a, self.post_attn_norm, eps)
-        m = self.ffn(rmsnorm(h, self.ffn_norm, eps), prefill)
-        return h + rmsnorm(m, self.post_ffn_norm, eps)
+        self, h: Any, pos: np.ndarray, cache: KVCache, eps: float, prefill: bool = False
+    ) -> Any:
+        norm = self.ops.rmsnorm
+        a = self.attn(norm(h, self.attn_norm, eps), pos, cache, prefill)
+        h = h + norm(a, self.post_attn_norm, eps)
+        m = self.ffn(norm(h, self.ffn_norm, eps), prefill)
+        return h + norm(m, self.post_ffn_norm, eps)
 
 
 @register_model("gemma3")
 class Gemma3Model(ModelBase):
-    """Gemma 3 on the CPU; see ``mtpdec.models.base.Model`` for the contract."""
+    """Gemma 3 on one backend (the CPU, or all on a GPU: ``backends.trunk``; no FFN is
+    offloaded); see ``mtpdec.models.base.Model`` for the contract."""
 
     def __init__(
         self,
         f: GGUFFile,
         dense_budget_bytes: int = DEFAULT_DENSE_BUDGET,
         activations: str = DEFAULT_ACTIVATIONS,
+        backends: Backends | None = None,
+        on_layer: Callable[[int, int], None] | None = None,
     ) -> None:
         cfg = f.config
         assert isinstance(cfg, Gemma3Config)
-        self.backends = Backends()  # CPU only
-        self._load_common(f, dense_budget_bytes, activations)
+        self.backends = backends = Backends() if backends is None else backends
+        assert not backends.host_ffn, "gemma3 runs on one backend"
+        ops = self.ops = backends.trunk
+        self._load_common(f, dense_budget_bytes, activations, ops)
+        numerics = self.numerics.on(ops.fixed_activations)
         self.embd_scale = F32(math.sqrt(cfg.n_embd))
         self.layers = []
         for il, kind in enumerate(cfg.layer_kinds):
@@ -90,7 +102,9 @@ class Gemma3Model(ModelBase):
                 q_scale=cfg.attn_scale,
                 window=cfg.sliding_window if sliding else 0,
             )
-            self.layers.append(Gemma3Layer(f, il, spec, self.numerics))
+            self.layers.append(Gemma3Layer(f, il, spec, numerics, ops))
+            if on_layer is not None:
+                on_layer(il, len(cfg.layer_kinds))
         self._fit_dense_budget()
 
     def linears(self) -> list[Linear]:
@@ -99,7 +113,9 @@ class Gemma3Model(ModelBase):
     def new_state(self, n_ctx: int, snapshot_slots: int = 0) -> ModelState:
         """KV caches for n_ctx positions (attention rolls back by position: no slots)."""
         c = self.config
-        caches = [KVCache(c.n_head_kv, n_ctx, c.head_dim_k, c.head_dim_v) for _ in self.layers]
+        caches = [
+            KVCache(c.n_head_kv, n_ctx, c.head_dim_k, c.head_dim_v, self.ops) for _ in self.layers
+        ]
         return ModelState(n_ctx=n_ctx, layers=caches)
 
     def forward(
@@ -111,21 +127,37 @@ class Gemma3Model(ModelBase):
         prefill: bool = False,
         snapshots: bool = False,
     ) -> np.ndarray:
+        return self.ops.to_host(self._logits(tokens, start_pos, state, last_only, prefill))
+
+    def forward_picks(
+        self, tokens: np.ndarray, start_pos: int, state: ModelState, snapshots: bool = False
+    ) -> np.ndarray:
+        return self.ops.argmax_rows(self._logits(tokens, start_pos, state))
+
+    def _logits(
+        self,
+        tokens: np.ndarray,
+        start_pos: int,
+        state: ModelState,
+        last_only: bool = False,
+        prefill: bool = False,
+    ) -> Any:
+        """``forward``'s logits rows, arrays of the backend."""
         tokens = check_tokens(tokens, self.n_vocab)
         check_position(start_pos, len(tokens), state)
-        eps = self.config.rms_eps
+        eps, ops = self.config.rms_eps, self.ops
 
         def trunk(part: np.ndarray, pos: np.ndarray) -> np.ndarray:
-            h = embed_rows(self.embd, part) * self.embd_scale
+            h = ops.upload(embed_rows(self.embd, part) * self.embd_scale)
             for layer, cache in zip(self.layers, state.layers):
                 h = layer(h, pos, cache, eps, prefill)
-            return h
+            return ops.to_host(h[-1:] if last_only else h)
 
         h = run_in_chunks(tokens, start_pos, state, trunk)
-        if last_only:
-            h = h[-1:]
-        logits = self.head(rmsnorm(h, self.output_norm, eps))
+        logits = self.head(
+            ops.rmsnorm(ops.upload(h[-1:] if last_only else h), self.output_norm, eps)
+        )
         cap = self.config.final_logit_softcapping
         if cap:
-            logits = (np.tanh(logits / F32(cap)) * F32(cap)).astype(F32)
+            logits = (ops.xp.tanh(logits / F32(cap)) * F32(cap)).astype(F32)
         return logits

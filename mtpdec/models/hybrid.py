@@ -35,6 +35,23 @@ class Backends:
             return self.trunk.name
         return f"{self.trunk.name}+{self.host.name}-ffn"
 
+    def numerics(self, activations: str) -> dict[str, str]:
+        """{"activations", "kernel_path"} as reports name them for a model loaded with
+        ``activations``: the trunk's fixed mode on a GPU ("f32"), with the CPU FFNs' mode
+        and instruction path after a "+" in a hybrid."""
+        from mtpdec.cpu.isa import host_path
+
+        cpu_path = host_path() if activations == "q8" else "float"
+        fixed = self.trunk.fixed_activations
+        if fixed is None:
+            return {"activations": activations, "kernel_path": cpu_path}
+        if self.host_ffn:
+            return {
+                "activations": f"{fixed}+{activations}",
+                "kernel_path": f"{self.trunk.name}+{cpu_path}",
+            }
+        return {"activations": fixed, "kernel_path": self.trunk.name}
+
 
 class OffloadedFeedForward:
     """A FeedForward on the host inside a trunk on another backend: x (k, n_embd) trunk

@@ -19,7 +19,7 @@
 //   kernels_host attend DIR N N_HEAD N_KV CTX HD_K HD_V WINDOW SCALE
 //       DIR holds q k_cache v_cache (float32) and positions (int32); writes DIR/out.bin
 //   kernels_host rope DIR N HEADS HD HALF    DIR holds x cos sin; writes DIR/out.bin
-//   kernels_host gate OP DIR COUNT           (OP: silu_mul, sigmoid_mul) DIR holds x m
+//   kernels_host gate OP DIR COUNT  (OP: silu_mul, sigmoid_mul, gelu_mul) DIR holds x m
 // Exit 2 with a message on bad arguments.
 #include <cstdio>
 #include <cstdlib>
@@ -291,12 +291,16 @@ static int rope_host(char** argv) {
 }
 
 static int gate_host(char** argv) {
-    bool silu = !std::strcmp(argv[2], "silu_mul");
+    const char* op = argv[2];
     const char* dir = argv[3];
     size_t count = std::strtoull(argv[4], nullptr, 10);
     std::vector<float> x = floats(dir, "x", count), m = floats(dir, "m", count), out(count);
-    for (size_t i = 0; i < count; ++i)
-        out[i] = (silu ? x[i] / one_plus_exp_neg(x[i]) : 1.0f / one_plus_exp_neg(x[i])) * m[i];
+    for (size_t i = 0; i < count; ++i) {
+        float g = !std::strcmp(op, "silu_mul")    ? x[i] / one_plus_exp_neg(x[i])
+                  : !std::strcmp(op, "gelu_mul")  ? gelu_of(x[i])
+                                                  : 1.0f / one_plus_exp_neg(x[i]);
+        out[i] = g * m[i];
+    }
     write_file(at(dir, "out").c_str(), out);
     return 0;
 }
