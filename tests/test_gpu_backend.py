@@ -12,7 +12,7 @@ from mtpdec.decode import decode_plain
 from mtpdec.draft import make_drafter
 from mtpdec.draft.adaptive import FixedN
 from mtpdec.errors import MtpdecError
-from mtpdec.gpu.backend import GpuLinear
+from mtpdec.gpu.backend import GpuLinear, GpuOps
 from mtpdec.gpu.placement import DeviceOptions
 from mtpdec.loader import open_gguf
 from mtpdec.models import load_model
@@ -124,6 +124,25 @@ def _check_verify_rows_are_single_steps(model) -> None:
 
 def test_gpu_glue_verify_rows_are_bitwise_single_steps(tiny_path):
     _check_verify_rows_are_single_steps(_model(tiny_path, "f32", trunk=standin_gpu_ops()))
+
+
+def test_runtime_launchers_fit_their_kernels(tiny_path, monkeypatch):
+    """The real ``mtpdec.gpu.runtime`` launchers with fake CUDA (tests/fake_cuda.py):
+    every launch matches its kernel's C signature in kernels/*.cu, reads and writes
+    only its own arrays, covers its work, and the model's logits track the CPU f32
+    model; verify rows stay bitwise single steps."""
+    from mtpdec.gpu import runtime
+    from tests import fake_cuda
+
+    fakes = fake_cuda.install(monkeypatch)
+    gpu = _model(tiny_path, "f32", trunk=GpuOps(xp=np, kernels=runtime), host_ffn=frozenset({1}))
+    agree, corr = _rows_agree(_verify_session(gpu), _verify_session(_model(tiny_path, "f32")))
+    assert agree == 1.0 and corr > 0.99999
+    _check_verify_rows_are_single_steps(gpu)
+    assert gpu.head_picks(np.zeros((2, gpu.config.n_embd), dtype=np.float32)).shape == (2,)
+    assert fakes.problems == []
+    assert set(fakes.launches) == set(fakes.signatures) - {"gelu_mul"}  # gelu: Gemma's
+    runtime._matvec_kernel.cache_clear()
 
 
 @pytest.mark.parametrize("drafter", ["mtp", "oracle"])
