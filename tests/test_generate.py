@@ -205,6 +205,36 @@ def test_tiny_context_errors(tiny: Path, args: list[str], message: str) -> None:
     one_line_error(runner.invoke(app, ["generate", str(tiny), *args]), message)
 
 
+def _cupy_missing() -> bool:
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cpu-ffn", "2"], "add --device gpu"),
+        (["--device", "tpu"], "unknown --device 'tpu'"),
+        (["--device", "gpu", "--cpu-ffn", "many"], "--cpu-ffn must be a layer count or auto"),
+        (["--device", "gpu", "--cpu-ffn", "auto"], "--cpu-ffn auto needs --vram"),
+        (["--device", "gpu", "--cpu-ffn", "99"], "--cpu-ffn must be 0..8"),
+        (["--device", "gpu", "--vram", "0.001", "--cpu-ffn", "8"], "more than --vram"),
+        (["--device", "gpu", "--vram", "-1"], "--vram must be positive"),
+    ],
+)
+def test_device_option_errors(tiny: Path, args: list[str], message: str) -> None:
+    """Impossible placements fail in one line before anything is loaded or uploaded."""
+    one_line_error(runner.invoke(app, ["generate", str(tiny), "Hello", *args]), message)
+
+
+@pytest.mark.skipif(not _cupy_missing(), reason="CuPy is installed: the error needs its absence")
+def test_gpu_without_cupy_is_a_one_line_error(tiny: Path) -> None:
+    one_line_error(runner.invoke(app, ["generate", str(tiny), "Hi", "--device", "gpu"]), "CuPy")
+
+
 def test_not_a_gguf_file(tmp_path: Path) -> None:
     path = tmp_path / "notes.gguf"
     path.write_text("just text, not a model\n")
