@@ -15,7 +15,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,6 +109,26 @@ def _spinner(text: str) -> Iterator[Any]:
         yield status
 
 
+def upload_progress(status: Any, what: str, device: str) -> Callable[[int, int], None] | None:
+    """``load_model``'s on_layer: a rich progress bar of the trunk layers built (their
+    weights uploaded) in the status line ``status``; None without a status or on the CPU."""
+    if status is None or device == "cpu":
+        return None
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    def on_layer(i: int, n: int) -> None:
+        line = Table.grid(padding=(0, 1))
+        line.add_row(
+            f"{what}: weights to the {device}",
+            ProgressBar(total=n, completed=i + 1, width=30),
+            f"layer {i + 1}/{n}",
+        )
+        status.update(line)
+
+    return on_layer
+
+
 @dataclass(frozen=True)
 class GenerateOptions:
     """Everything `mtpdec generate` takes besides the model and the prompt (see the CLI
@@ -173,18 +193,13 @@ def run_generate(
     )
     timings = Timings()
     with _spinner(f"loading {model_path}") as status:
-
-        def uploaded(i: int, n: int) -> None:
-            if status is not None:
-                status.update(f"loading {model_path}: layer {i + 1}/{n} on the {opts.device}")
-
         t0 = time.perf_counter()
         model = load_model(
             model_path,
             dense_budget_bytes=opts.prefill_mib << 20,
             activations=opts.activations,
             device=device,
-            on_layer=uploaded,
+            on_layer=upload_progress(status, f"loading {model_path}", opts.device),
         )
         timings.load_s = time.perf_counter() - t0
         n_ctx = check_ctx(opts.ctx, model.n_ctx_train)

@@ -110,7 +110,7 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
         greedy_reference,
         make_policy,
     )
-    from mtpdec.generate import check_ctx, plan_memory
+    from mtpdec.generate import check_ctx, plan_memory, upload_progress
     from mtpdec.gpu.placement import device_options
     from mtpdec.models import load_model
     from mtpdec.models.base import DEFAULT_DENSE_BUDGET
@@ -137,12 +137,9 @@ def run_sweep(model_path: Path, opts: SweepOptions) -> None:
     )
     console = Console(stderr=True)
     with console.status(f"loading {model_path}") as status:
-
-        def uploaded(i: int, n: int) -> None:
-            status.update(f"loading {model_path}: layer {i + 1}/{n} on the {opts.device}")
-
+        on_layer = upload_progress(status, f"loading {model_path}", opts.device)
         model = load_model(
-            model_path, activations=opts.activations, device=device, on_layer=uploaded
+            model_path, activations=opts.activations, device=device, on_layer=on_layer
         )
         apply_threads()
         draft = opts.draft or default_drafter(model)

@@ -241,3 +241,20 @@ def test_gemma_gpu_model_tracks_the_cpu_f32_model(cupy, gemma_path):
     )
     print(f"GPU parity (Gemma-3-270M): argmax agreement {agree:.3f}, min corr {corr:.6f}")
     assert agree >= 0.99 and corr >= 0.999
+
+
+def test_loading_reports_each_trunk_layer(tiny_path):
+    """load's on_layer hook (the upload progress bar of generate and sweep) sees every
+    trunk layer in order."""
+    from mtpdec.generate import upload_progress
+
+    seen: list[tuple[int, int]] = []
+    Qwen35Model(open_gguf(tiny_path), activations="f32",
+                backends=Backends(trunk=standin_gpu_ops()),
+                on_layer=lambda i, n: seen.append((i, n)))  # fmt: skip
+    assert seen == [(i, 4) for i in range(4)]
+    updates = []
+    status = type("Status", (), {"update": lambda self, line: updates.append(line)})()
+    on_layer = upload_progress(status, "loading", "gpu")
+    on_layer(1, 4)
+    assert len(updates) == 1 and upload_progress(status, "loading", "cpu") is None
