@@ -426,3 +426,11 @@ def test_gpu_rope_and_gates_equal_the_host_runs(cupy, host_binary, tmp_path) -> 
         want = host_call(host_binary, tmp_path, args, {"x": a, "m": m})[0]
         got = cupy.asnumpy(gate(name, cupy.asarray(a), cupy.asarray(m)))
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-30)  # expf: <= 2 ulp on device
+
+
+def test_nvrtc_of_cupys_cuda_version_comes_first() -> None:
+    from mtpdec.gpu.nvrtc import prefer_major
+
+    paths = ["w/cu13/lib/libnvrtc.so.13", "w/cuda_nvrtc/lib/libnvrtc.so.12", "t/libnvrtc.so.12.4.1"]
+    assert prefer_major(paths, 12) == [paths[1], paths[2], paths[0]]
+    assert prefer_major(paths, 13) == paths and prefer_major(paths, None) == paths

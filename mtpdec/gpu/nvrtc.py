@@ -8,11 +8,14 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 
 
-def find_library() -> str | None:
-    """Path of libnvrtc.so from the nvidia wheels or the CUDA toolkit, or None."""
+def find_library(major: int | None = None) -> str | None:
+    """Path of libnvrtc.so from the nvidia wheels or the CUDA toolkit, or None; with
+    ``major`` (the CUDA major version CuPy runs with) a library of that version first,
+    since a CUBIN from a newer NVRTC may not load on an older driver."""
     patterns = [
         "/usr/local/cuda*/lib64/libnvrtc.so*",
         "/usr/local/cuda*/targets/*/lib/libnvrtc.so*",
@@ -24,11 +27,17 @@ def find_library() -> str | None:
             patterns.insert(0, os.path.join(root, "*", "lib", "libnvrtc.so*"))
     except ImportError:
         pass
-    for pattern in patterns:
-        found = sorted(p for p in glob.glob(pattern) if "builtins" not in p)
-        if found:
-            return found[0]
-    return None
+    found = [p for pattern in patterns for p in sorted(glob.glob(pattern)) if "builtins" not in p]
+    found = prefer_major(found, major)
+    return found[0] if found else None
+
+
+def prefer_major(paths: list[str], major: int | None) -> list[str]:
+    """paths with the libraries of CUDA major version ``major`` (``libnvrtc.so.12``,
+    ``libnvrtc.so.12.4.127``) first, the order kept otherwise."""
+    if major is None:
+        return list(paths)
+    return sorted(paths, key=lambda p: re.search(rf"\.so\.{major}(\.|$)", p) is None)
 
 
 @dataclass

@@ -38,13 +38,14 @@ def module(source: str, names: tuple[str, ...] = ()) -> Any:
 
     cc = cupy.cuda.Device().compute_capability
     options = nvrtc_options(f"sm_{cc}")
-    key = hashlib.sha256(f"{source} {options} {names} {sources_digest()}".encode()).hexdigest()
+    lib = find_library(cupy.cuda.runtime.runtimeGetVersion() // 1000)
+    if lib is None:
+        raise MtpdecError("the GPU path needs NVRTC (pip install nvidia-cuda-nvrtc)")
+    text = f"{source} {options} {names} {sources_digest()} {lib}"
+    key = hashlib.sha256(text.encode()).hexdigest()
     cache = Path(os.environ.get("MTPDEC_CUDA_CACHE", Path.home() / ".cache" / "mtpdec" / "cuda"))
     cubin, lowered_file = cache / f"{key[:24]}.cubin", cache / f"{key[:24]}.names"
     if not cubin.is_file():
-        lib = find_library()
-        if lib is None:
-            raise MtpdecError("the GPU path needs NVRTC (pip install nvidia-cuda-nvrtc)")
         built = compile_source(lib, kernel_path(source).read_text(), options, list(names))
         if not built.ok:
             raise MtpdecError(f"NVRTC failed on kernels/{source}: {built.log.strip()[-500:]}")
