@@ -69,6 +69,7 @@ def gather(f: GGUFFile) -> dict[str, Any]:
         "tensor_types": types,
         "unused_tensors": [name for name in f.tensors if name not in used],
         "kernels": kernel_facts([t["type"] for t in types]),
+        "gpu": gpu_facts([t["type"] for t in types]),
     }
 
 
@@ -93,6 +94,16 @@ def kernel_facts(type_names: list[str]) -> dict[str, Any]:
         "default_activations": "q8",
         "q8_by_type": by_type,
     }
+
+
+def gpu_facts(type_names: list[str]) -> dict[str, Any]:
+    """Whether ``--device gpu`` can run here (``mtpdec.gpu.runtime.describe``) and which of
+    the file's tensor types have no GPU matvec (1-D tensors of any type are fine)."""
+    from mtpdec.gpu.runtime import describe
+    from mtpdec.gpu.sources import BLOCK_STRUCTS
+
+    gpu_types = {t.name for t in BLOCK_STRUCTS}
+    return describe() | {"types_without_gpu_matvec": sorted(set(type_names) - gpu_types)}
 
 
 def _size(n: int) -> str:
@@ -146,6 +157,11 @@ def _render(facts: dict[str, Any]) -> None:
         f"kernels: integer dot path {k['instruction_path']} (this CPU runs: "
         f"{', '.join(k['available_paths'])}); activations {k['default_activations']} by default",
         markup=False,
+    )
+    g = facts["gpu"]
+    where = f"{g['device']} ({g['compute_capability']}), CuPy {g['cupy']}"
+    console.print(
+        f"gpu: {where}" if g["usable"] else f"gpu: not usable: {g['reason']}", markup=False
     )
 
 

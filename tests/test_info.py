@@ -370,9 +370,15 @@ def test_info_qwen35_plan(tmp_path):
     assert kernels["instruction_path"] == kernels["available_paths"][0]
     assert kernels["default_activations"] == "q8"
     assert set(kernels["q8_by_type"]) == {t["type"] for t in facts["tensor_types"]}
+    gpu = facts["gpu"]
+    covered = {"F32", "F16", "Q8_0", "Q5_0", "Q4_K", "Q5_K", "Q6_K"}  # kernels/matvec.cu
+    types = {t["type"] for t in facts["tensor_types"]}
+    assert gpu["types_without_gpu_matvec"] == sorted(types - covered)
+    assert isinstance(gpu["usable"], bool) and (gpu["usable"] or gpu["reason"])
     table = _info(str(path))
     assert table.exit_code == 0 and "3 gdn, 1 attention, 1 mtp" in table.stdout
     assert f"integer dot path {kernels['instruction_path']}" in table.stdout
+    assert "\ngpu: " in table.stdout
 
 
 def test_info_lists_unused_tensors(tmp_path):

@@ -84,6 +84,32 @@ def require_cupy() -> Any:
     return cupy
 
 
+def describe() -> dict[str, Any]:
+    """What the GPU path would run on here, for ``mtpdec info``; never raises:
+    {"usable", "reason" (why not, or None), "cupy", "device", "compute_capability",
+    "cuda_runtime", "nvrtc"}."""
+    from mtpdec.gpu.nvrtc import find_library
+
+    facts: dict[str, Any] = dict.fromkeys(
+        ("cupy", "device", "compute_capability", "cuda_runtime", "nvrtc")
+    )
+    try:
+        cupy = require_cupy()
+        facts["cupy"] = cupy.__version__
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        name = props["name"]
+        facts["device"] = name.decode() if isinstance(name, bytes) else str(name)
+        facts["compute_capability"] = f"sm_{cupy.cuda.Device().compute_capability}"
+        major = cupy.cuda.runtime.runtimeGetVersion() // 1000
+        facts["cuda_runtime"] = major
+        facts["nvrtc"] = find_library(major)
+        if facts["nvrtc"] is None:
+            raise MtpdecError("no NVRTC library (pip install nvidia-cuda-nvrtc)")
+    except MtpdecError as e:
+        return {"usable": False, "reason": str(e), **facts}
+    return {"usable": True, "reason": None, **facts}
+
+
 def delta_rule(m: Any, q: Any, k: Any, v: Any, decay: Any, beta: Any, ring: Any, slots: Any) -> Any:
     """The gated delta rule of kernels/gdn.cu over n tokens: m (H_v, 128, 128) updated in
     place, ring[slots[t]] the state after token t < len(slots); decay = exp(g). Returns
