@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -296,6 +297,14 @@ def build_vocab(n_vocab: int) -> Vocab:
     """Tokens, types and merges for a vocabulary of exactly ``n_vocab`` entries."""
     if n_vocab < MIN_VOCAB:
         raise ValueError(f"vocab {n_vocab} is below the minimum {MIN_VOCAB}")
+    return vocab_from_merges(learn_merges(n_vocab - MIN_VOCAB), n_vocab)
+
+
+def vocab_from_merges(merge_rules: Iterable[tuple[str, str]], n_vocab: int) -> Vocab:
+    """The layout of the module docstring for merge rules in rank order (pairs of byte
+    -level strings), as many as fit ``n_vocab`` entries with the specials."""
+    if n_vocab < MIN_VOCAB:
+        raise ValueError(f"vocab {n_vocab} is below the minimum {MIN_VOCAB}")
     tokens = [s for _, s in bytes_to_unicode()]
     types = [TOKEN_NORMAL] * len(tokens)
     seen = set(tokens)
@@ -303,7 +312,7 @@ def build_vocab(n_vocab: int) -> Vocab:
     merges: list[tuple[str, str]] = []
     # Two merges may spell the same token ("a"+"bc", "ab"+"c"): the rule is kept, the
     # token is not repeated.
-    for a, b in learn_merges(n_normal - len(tokens)):
+    for a, b in merge_rules:
         if len(tokens) == n_normal:
             break
         merges.append((a, b))
