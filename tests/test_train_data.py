@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mtpdec.synth.vocab import SPECIAL_TOKENS
 from mtpdec.tokenizer.bpe import build_bpe, byte_chars
 from mtpdec.train.data import (
@@ -49,3 +51,49 @@ def test_learned_vocabulary_encodes_as_mtpdec_reads_it():
     sample = read_text(held[0])[:20000]
     got = ours.encode(sample).tokens
     assert got == theirs.encode(sample).tokens and len(got) < len(sample.encode()) / 2
+
+
+def test_trained_weights_and_vocabulary_round_trip_through_a_gguf_file(tmp_path):
+    """write_weights: a model's float weights and a learned vocabulary, quantized to the
+    synth plan's Q4_K_M mix, load in mtpdec: its tokenizer reads the vocabulary as
+    trained, and its f32 logits equal the torch forward over the file's own weights."""
+    import numpy as np
+
+    torch = pytest.importorskip("torch", reason="torch not installed (pip install -e '.[train]')")
+    from mtpdec.models import load_model
+    from mtpdec.synth import SynthOverrides
+    from mtpdec.synth.plan import config_of, tensor_plan
+    from mtpdec.synth.presets import resolve_shape
+    from mtpdec.synth.writer import Labels, write_weights
+    from mtpdec.train.model import Qwen35Torch, from_gguf
+
+    shape = resolve_shape("qwen35-tiny", SynthOverrides(layers=4, ssm_groups=2, ssm_heads=4))
+    trained = Qwen35Torch(config_of(shape), torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in trained.parameters():  # norms ~1, matrices small
+            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+            p.copy_(1 + 0.1 * noise if p.ndim == 1 else 0.05 * noise)
+    values = {t.name: trained.weight(t.name).detach().numpy() for t in tensor_plan(shape)}
+    values = {n: (-np.abs(v) if n.endswith("ssm_a") else v) for n, v in values.items()}  # g < 0
+    train, held = split(stdlib_files())
+    vocab = train_vocab([read_text(p) for p in train[:40]], shape.n_vocab)
+    out = write_weights(
+        tmp_path / "m.gguf", shape, vocab, values, Labels("t", "test"), force=False
+    ).path
+
+    model = load_model(out, activations="f32")
+    sample = read_text(held[1])[:3000]
+    ids = {t: i for i, t in enumerate(vocab.tokens)}
+    want_ids = build_bpe(ids, vocab.merges, "qwen35", "trained").encode(sample).ids
+    assert model.tokenizer.encode(sample, add_bos=False) == want_ids
+    reread = from_gguf(out)
+    for t in tensor_plan(shape):
+        got, want = reread.weight(t.name).detach().numpy(), values[t.name]
+        assert np.sqrt(np.mean((got - want) ** 2)) <= 0.15 * np.sqrt(np.mean(want**2)), t.name
+    tokens = np.array(want_ids[:12], dtype=np.int32)
+    logits = model.forward(tokens, 0, model.new_state(32))
+    with torch.no_grad():
+        ref, _ = reread.trunk(torch.from_numpy(tokens.astype(np.int64))[None])
+    for a, b in zip(logits, ref[0].numpy()):
+        assert np.corrcoef(a, b)[0, 1] > 0.99999

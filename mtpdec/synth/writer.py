@@ -19,7 +19,7 @@ import shutil
 import time
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import BinaryIO
 import numpy as np
 
 from mtpdec.errors import MtpdecError
+from mtpdec.quants import quantize
 from mtpdec.quants.pack import random_blocks
 from mtpdec.quants.types import BLOCK_SIZES, GGMLType
 from mtpdec.synth import plan as P
@@ -52,19 +53,38 @@ class SynthResult:
     type_counts: dict[str, int]
 
 
-def _metadata(writer, shape: Qwen35Shape, vocab: Vocab, *, preset: str, seed: int) -> None:
+@dataclass(frozen=True)
+class Labels:
+    """What a file says of itself: general.name, general.description, and mtpdec's own
+    keys (``extra``: strings, or integers written as uint64)."""
+
+    name: str
+    description: str
+    extra: tuple[tuple[str, str | int], ...] = ()
+
+
+def synth_labels(preset: str, seed: int) -> Labels:
+    return Labels(
+        f"mtpdec synth {preset}",
+        f"random weights for testing (mtpdec synth, seed {seed})",
+        (("mtpdec.synth.preset", preset), ("mtpdec.synth.seed", seed)),
+    )
+
+
+def _metadata(writer, shape: Qwen35Shape, vocab: Vocab, labels: Labels) -> None:
     """All KV pairs (key names from llama.cpp's src/llama-arch.cpp, LLM_KV_NAMES)."""
     a = ARCH
     s = shape
     writer.add_string("general.type", "model")
-    writer.add_string("general.name", f"mtpdec synth {preset}")
-    writer.add_string(
-        "general.description", f"random weights for testing (mtpdec synth, seed {seed})"
-    )
+    writer.add_string("general.name", labels.name)
+    writer.add_string("general.description", labels.description)
     writer.add_uint32("general.file_type", FTYPE_Q4_K_M)
     writer.add_uint32("general.quantization_version", 2)
-    writer.add_string("mtpdec.synth.preset", preset)
-    writer.add_uint64("mtpdec.synth.seed", seed)
+    for key, value in labels.extra:
+        if isinstance(value, str):
+            writer.add_string(key, value)
+        else:
+            writer.add_uint64(key, value)
 
     writer.add_uint32(f"{a}.context_length", s.context_length)
     writer.add_uint32(f"{a}.embedding_length", s.n_embd)
@@ -161,11 +181,11 @@ def _pad(f: BinaryIO) -> None:
         f.write(b"\0" * pad)
 
 
-def _write_header(path: Path, shape: Qwen35Shape, vocab: Vocab, plan, *, preset, seed) -> None:
+def _write_header(path: Path, shape: Qwen35Shape, vocab: Vocab, plan, labels: Labels) -> None:
     import gguf
 
     writer = gguf.GGUFWriter(path, ARCH)
-    _metadata(writer, shape, vocab, preset=preset, seed=seed)
+    _metadata(writer, shape, vocab, labels)
     for t in plan:
         writer.add_tensor_info(
             t.name,
@@ -229,9 +249,13 @@ class _Progress:
             self._bar.update(self._task, advance=nbytes)
 
 
-def _write_data(f: BinaryIO, plan: list[TensorPlan], seed: int, bar: _Progress) -> None:
-    """Append every tensor's bytes (aligned), made on a few threads, written in order."""
-    jobs = [(t, job) for t in plan for job in _chunk_jobs(t, seed)]
+ChunkJobs = Callable[[TensorPlan], list[Callable[[], np.ndarray]]]
+
+
+def _write_data(f: BinaryIO, plan: list[TensorPlan], jobs_of: ChunkJobs, bar: _Progress) -> None:
+    """Append every tensor's bytes (aligned), made on a few threads by the jobs
+    ``jobs_of(tensor)`` (each the bytes of some of its rows), written in order."""
+    jobs = [(t, job) for t in plan for job in jobs_of(t)]
     workers = max(1, min(4, (os.cpu_count() or 1)))
     chunks: Iterator[np.ndarray] = _chunks_in_order((job for _, job in jobs), workers)
     written = 0
@@ -276,7 +300,61 @@ def write_synth(
     shape = resolve_shape(preset, overrides)
     if seed < 0:
         raise MtpdecError(f"--seed must be non-negative, got {seed}")
-    out = Path(out)
+    result = _write(
+        Path(out),
+        shape,
+        lambda: build_vocab(shape.n_vocab),
+        lambda t: _chunk_jobs(t, seed),
+        synth_labels(preset, seed),
+        force=force,
+        progress=progress,
+    )
+    _report(_summary(result, preset), report)
+    return result
+
+
+def write_weights(
+    out: Path,
+    shape: Qwen35Shape,
+    vocab: Vocab,
+    values: Mapping[str, np.ndarray],
+    labels: Labels,
+    *,
+    force: bool,
+    progress: bool | None = None,
+) -> SynthResult:
+    """Write a model of ``shape`` with the given float weights (every tensor of
+    ``tensor_plan(shape)``, by name, numpy shape) and vocabulary, each tensor quantized to
+    its planned type (the Q4_K_M-style mix of ``mtpdec.synth.plan``) by
+    ``mtpdec.quants.quantize``."""
+    plan = tensor_plan(shape)
+    missing = [t.name for t in plan if t.name not in values]
+    if missing:
+        raise MtpdecError(f"no values for {len(missing)} tensors, e.g. {missing[0]!r}")
+
+    def jobs_of(t: TensorPlan) -> list[Callable[[], np.ndarray]]:
+        def job() -> np.ndarray:
+            v = np.asarray(values[t.name], dtype=np.float32)
+            if v.size != t.rows * t.cols:
+                raise MtpdecError(f"{t.name}: {v.size} values for {t.rows} x {t.cols}")
+            return quantize(v.reshape(t.rows, t.cols), t.ggml_type)
+
+        return [job]
+
+    return _write(Path(out), shape, lambda: vocab, jobs_of, labels, force=force, progress=progress)
+
+
+def _write(
+    out: Path,
+    shape: Qwen35Shape,
+    vocab_of: Callable[[], Vocab],
+    jobs_of: ChunkJobs,
+    labels: Labels,
+    *,
+    force: bool,
+    progress: bool | None,
+) -> SynthResult:
+    """Header and data through a ``.partial`` file renamed at the end (removed on failure)."""
     check_output_path(out, force=force)
     t0 = time.perf_counter()
     plan = tensor_plan(shape)
@@ -288,13 +366,15 @@ def write_synth(
     try:
         with _Progress(data_bytes, show) as bar:
             bar.tensor("learning the BPE vocabulary")
-            vocab = build_vocab(shape.n_vocab)
+            vocab = vocab_of()
+            if len(vocab.tokens) != shape.n_vocab:
+                raise MtpdecError(f"{len(vocab.tokens)} tokens for a vocab of {shape.n_vocab}")
             bar.tensor("writing metadata and tensor infos")
-            _write_header(partial, shape, vocab, plan, preset=preset, seed=seed)
+            _write_header(partial, shape, vocab, plan, labels)
             with open(partial, "r+b") as f:
                 f.seek(0, os.SEEK_END)
                 _pad(f)
-                _write_data(f, plan, seed, bar)
+                _write_data(f, plan, jobs_of, bar)
         os.replace(partial, out)
     except OSError as exc:
         partial.unlink(missing_ok=True)
@@ -302,7 +382,7 @@ def write_synth(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    result = SynthResult(
+    return SynthResult(
         path=out,
         shape=shape,
         n_tensors=len(plan),
@@ -310,14 +390,15 @@ def write_synth(
         seconds=time.perf_counter() - t0,
         type_counts=dict(Counter(t.ggml_type.name for t in plan)),
     )
-    summary = _summary(result, preset)
+
+
+def _report(summary: str, report: Callable[[str], None] | None) -> None:
     if report is None:
         import sys
 
         print(summary, file=sys.stderr)
     else:
         report(summary)
-    return result
 
 
 def _summary(r: SynthResult, preset: str) -> str:

@@ -35,64 +35,16 @@ def l2norm(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def tensor_shapes(cfg: Qwen35Config) -> dict[str, tuple[int, ...]]:
-    """Every tensor of a qwen35 file of shape ``cfg``, numpy order (rows, cols)."""
-    e, hd, d = cfg.n_embd, cfg.head_dim, cfg.ssm_state_size
-    shapes: dict[str, tuple[int, ...]] = {
-        "token_embd.weight": (cfg.n_vocab, e),
-        "output_norm.weight": (e,),
+    """The tensors of a trained model, numpy order (rows, cols): the config's required ones
+    (``Qwen35Config.tensor_specs``), ``output.weight`` unless the head is tied, and the MTP
+    block's ``shared_head_norm`` (converted Qwen3.5 files carry it; mtpdec synth writes it)."""
+    return {
+        s.name: s.shape
+        for s in cfg.tensor_specs()
+        if s.required
+        or s.name.endswith("nextn.shared_head_norm.weight")
+        or (s.name == "output.weight" and not cfg.tied_output)
     }
-    if not cfg.tied_output:
-        shapes["output.weight"] = (cfg.n_vocab, e)
-
-    def attention(p: str) -> None:
-        shapes.update({
-            f"{p}.attn_q.weight": (2 * cfg.n_head * hd, e),
-            f"{p}.attn_k.weight": (cfg.n_head_kv * hd, e),
-            f"{p}.attn_v.weight": (cfg.n_head_kv * hd, e),
-            f"{p}.attn_output.weight": (e, cfg.n_head * hd),
-            f"{p}.attn_q_norm.weight": (hd,),
-            f"{p}.attn_k_norm.weight": (hd,),
-        })  # fmt: skip
-
-    def block(p: str) -> None:
-        shapes.update({
-            f"{p}.attn_norm.weight": (e,),
-            f"{p}.post_attention_norm.weight": (e,),
-            f"{p}.ffn_gate.weight": (cfg.n_ff, e),
-            f"{p}.ffn_up.weight": (cfg.n_ff, e),
-            f"{p}.ffn_down.weight": (e, cfg.n_ff),
-        })  # fmt: skip
-
-    channels = 2 * cfg.key_dim + cfg.value_dim
-    for il in range(cfg.n_trunk):
-        p = f"blk.{il}"
-        block(p)
-        if cfg.layer_kinds[il] == GDN:
-            h_v = cfg.ssm_time_step_rank
-            shapes.update({
-                f"{p}.attn_qkv.weight": (channels, e),
-                f"{p}.attn_gate.weight": (cfg.value_dim, e),
-                f"{p}.ssm_beta.weight": (h_v, e),
-                f"{p}.ssm_alpha.weight": (h_v, e),
-                f"{p}.ssm_conv1d.weight": (channels, cfg.ssm_conv_kernel),
-                f"{p}.ssm_dt.bias": (h_v,),
-                f"{p}.ssm_a": (h_v,),
-                f"{p}.ssm_norm.weight": (d,),
-                f"{p}.ssm_out.weight": (e, cfg.value_dim),
-            })  # fmt: skip
-        else:
-            attention(p)
-    if cfg.n_mtp:
-        p = f"blk.{cfg.n_trunk}"
-        block(p)
-        attention(p)
-        shapes.update({
-            f"{p}.nextn.eh_proj.weight": (e, 2 * e),
-            f"{p}.nextn.enorm.weight": (e,),
-            f"{p}.nextn.hnorm.weight": (e,),
-            f"{p}.nextn.shared_head_norm.weight": (e,),
-        })  # fmt: skip
-    return shapes
 
 
 class Qwen35Torch(nn.Module):
