@@ -122,7 +122,9 @@ def _metadata(writer, shape: Qwen35Shape, vocab: Vocab, labels: Labels) -> None:
     writer.add_bool("tokenizer.ggml.add_bos_token", False)
 
 
-def _f32_values(t: TensorPlan, rng: np.random.Generator) -> np.ndarray:
+def initial_values(t: TensorPlan, rng: np.random.Generator) -> np.ndarray:
+    """float32 (rows * cols,) values drawn by the tensor's recipe (``TensorPlan.init``):
+    what synth writes for F32 tensors, and a trainer's starting point for all."""
     n = t.rows * t.cols
     if t.init == P.NORM:
         v = 1.0 + 0.1 * rng.standard_normal(n)
@@ -148,7 +150,7 @@ def _chunk_jobs(t: TensorPlan, seed: int) -> list[Callable[[], np.ndarray]]:
     """
     key = zlib.crc32(t.name.encode())
     if t.ggml_type == GGMLType.F32:
-        return [lambda: _f32_values(t, np.random.default_rng([seed, key, 0]))]
+        return [lambda: initial_values(t, np.random.default_rng([seed, key, 0]))]
     elems = BLOCK_SIZES[t.ggml_type][0]
     blocks_per_row = t.cols // elems
     rows_per_chunk = max(1, CHUNK_BYTES // t.row_bytes)
