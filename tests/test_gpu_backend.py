@@ -1,6 +1,9 @@
 """The GPU backend's glue and the hybrid placement on a machine without a GPU
-(issue 9): backends standing in for the device (tests/gpu_standin.py) run the same model
-code the GPU runs. The CUDA kernels themselves are tested in test_gpu_kernels.py."""
+(issue 9): the GPU backend over numpy with fake CUDA (tests/fake_cuda.py: the real
+launchers of mtpdec.gpu.runtime, each launch checked against its kernel's signature and
+computed by the CPU functions), and a copying CPU backend standing in for a device
+(tests/gpu_standin.py), run the same model code the GPU runs. The CUDA kernels
+themselves are tested in test_gpu_kernels.py."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from mtpdec.models.qwen35 import Qwen35Model
 from mtpdec.sampling import Sampler
 from mtpdec.speculative import decode_speculative
 from tests.conftest import synth_file
-from tests.gpu_standin import CopyingCpuOps, standin_gpu_ops
+from tests.gpu_standin import CopyingCpuOps
 
 N_PREDICT = 24
 
@@ -31,6 +34,19 @@ N_PREDICT = 24
 def tiny_path(tmp_path_factory):
     # H_k < H_v and GQA, so head-mapping mistakes in the glue show
     return synth_file(tmp_path_factory, "gpu_glue", ssm_groups=2, ssm_heads=4, layers=4)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """(GpuOps over numpy and the real launchers, their fakes); after the test, no launch
+    may have broken its kernel's contract, and no fake is left in the runtime's caches."""
+    from mtpdec.gpu import runtime
+    from tests import fake_cuda
+
+    fakes = fake_cuda.install(monkeypatch)
+    yield GpuOps(xp=np, kernels=runtime), fakes
+    runtime._matvec_kernel.cache_clear()
+    assert fakes.problems == []
 
 
 def _model(path, activations="q8", **backends) -> Qwen35Model:
@@ -74,9 +90,9 @@ def test_hybrid_with_the_cpu_standing_in_is_bitwise_the_cpu_model(tiny_path, act
     assert trunk.crossings > 0
 
 
-def test_offloaded_ffn_runs_the_requested_activations_on_the_host(tiny_path):
+def test_offloaded_ffn_runs_the_requested_activations_on_the_host(tiny_path, fake_gpu):
     """A GPU trunk is float32 (its only matvec); host FFNs keep the model's mode."""
-    model = _model(tiny_path, "q8", trunk=standin_gpu_ops(), host_ffn=frozenset({3}))
+    model = _model(tiny_path, "q8", trunk=fake_gpu[0], host_ffn=frozenset({3}))
     offloaded = model.blocks[3].ffn
     assert isinstance(offloaded, OffloadedFeedForward)
     assert offloaded.ffn.down.kernel.activations == "q8"
@@ -84,17 +100,17 @@ def test_offloaded_ffn_runs_the_requested_activations_on_the_host(tiny_path):
     assert isinstance(model.head, GpuLinear)
 
 
-def test_gpu_linear_refuses_8_bit_activations(tiny_path):
+def test_gpu_linear_refuses_8_bit_activations(tiny_path, fake_gpu):
     w = open_gguf(tiny_path).tensors["blk.0.ffn_down.weight"]
     with pytest.raises(MtpdecError, match="float32 activations"):
-        GpuLinear(w, Numerics("q8"), standin_gpu_ops())
+        GpuLinear(w, Numerics("q8"), fake_gpu[0])
 
 
 @pytest.mark.parametrize("host_ffn", [frozenset(), frozenset({1, 3})])
-def test_gpu_glue_tracks_the_cpu_f32_model(tiny_path, host_ffn):
-    """The GPU backend's model code with reference launchers: logits within float32
-    noise of the CPU f32 model (correlation, argmax) through prompt, verify, rollback."""
-    ops = standin_gpu_ops()
+def test_gpu_glue_tracks_the_cpu_f32_model(tiny_path, fake_gpu, host_ffn):
+    """The GPU backend's model code with fake CUDA: logits within float32 noise of the
+    CPU f32 model (correlation, argmax) through prompt, verify, rollback."""
+    ops, fakes = fake_gpu
     gpu = _model(tiny_path, "f32", trunk=ops, host_ffn=host_ffn)
     got, want = _verify_session(gpu), _verify_session(_model(tiny_path, "f32"))
     for g, w in zip(got, want):
@@ -102,7 +118,7 @@ def test_gpu_glue_tracks_the_cpu_f32_model(tiny_path, host_ffn):
         for a, b in zip(g, w):
             assert np.corrcoef(a, b)[0, 1] > 0.99999
             assert int(np.argmax(a)) == int(np.argmax(b))
-    launched = ops.kernels.calls
+    launched = fakes.launches
     for name in ("matvec", "rmsnorm", "l2norm", "silu_mul", "sigmoid_mul", "rope_neox",
                  "attend", "conv_silu", "delta_rule"):  # fmt: skip
         assert launched.get(name, 0) > 0, name
@@ -122,32 +138,19 @@ def _check_verify_rows_are_single_steps(model) -> None:
         np.testing.assert_array_equal(batch[i].view(np.uint32), one[0].view(np.uint32))
 
 
-def test_gpu_glue_verify_rows_are_bitwise_single_steps(tiny_path):
-    _check_verify_rows_are_single_steps(_model(tiny_path, "f32", trunk=standin_gpu_ops()))
-
-
-def test_runtime_launchers_fit_their_kernels(tiny_path, monkeypatch):
-    """The real ``mtpdec.gpu.runtime`` launchers with fake CUDA (tests/fake_cuda.py):
-    every launch matches its kernel's C signature in kernels/*.cu, reads and writes
-    only its own arrays, covers its work, and the model's logits track the CPU f32
-    model; verify rows stay bitwise single steps."""
-    from mtpdec.gpu import runtime
-    from tests import fake_cuda
-
-    fakes = fake_cuda.install(monkeypatch)
-    gpu = _model(tiny_path, "f32", trunk=GpuOps(xp=np, kernels=runtime), host_ffn=frozenset({1}))
-    agree, corr = _rows_agree(_verify_session(gpu), _verify_session(_model(tiny_path, "f32")))
-    assert agree == 1.0 and corr > 0.99999
+def test_gpu_glue_verify_rows_are_bitwise_single_steps(tiny_path, fake_gpu):
+    """Verify rows are bitwise single steps, and every kernel of kernels/*.cu but Gemma's
+    GELU gate is launched within its contract (the fixture checks each launch)."""
+    ops, fakes = fake_gpu
+    gpu = _model(tiny_path, "f32", trunk=ops, host_ffn=frozenset({1}))
     _check_verify_rows_are_single_steps(gpu)
     assert gpu.head_picks(np.zeros((2, gpu.config.n_embd), dtype=np.float32)).shape == (2,)
-    assert fakes.problems == []
     assert set(fakes.launches) == set(fakes.signatures) - {"gelu_mul"}  # gelu: Gemma's
-    runtime._matvec_kernel.cache_clear()
 
 
 @pytest.mark.parametrize("drafter", ["mtp", "oracle"])
-def test_greedy_speculative_on_the_gpu_glue_equals_plain(tiny_path, drafter):
-    ops = standin_gpu_ops()
+def test_greedy_speculative_on_the_gpu_glue_equals_plain(tiny_path, fake_gpu, drafter):
+    ops, fakes = fake_gpu
     model = _model(tiny_path, "f32", trunk=ops, host_ffn=frozenset({2}))
     prompt = _prompt(model).tolist()
     plain_steps = decode_plain(model, prompt, N_PREDICT, Sampler(), model.new_state(128), False)
@@ -158,7 +161,7 @@ def test_greedy_speculative_on_the_gpu_glue_equals_plain(tiny_path, drafter):
     steps = decode_speculative(model, prompt, N_PREDICT, Sampler(), state, draft, FixedN(4),
                                stop_at_eog=False)  # fmt: skip
     assert [t for s in steps for t in s.tokens] == plain
-    assert ops.kernels.calls["argmax"] > 0  # verify picks found on the device
+    assert fakes.launches["argmax"] > 0  # verify picks found on the device
 
 
 def test_gpu_device_without_cupy_is_a_one_line_error(tiny_path):
@@ -217,20 +220,20 @@ def _gemma_rows(model) -> list[np.ndarray]:
 
 
 @pytest.mark.model
-def test_gemma_on_the_gpu_glue_tracks_the_cpu_f32_model(gemma_path):
+def test_gemma_on_the_gpu_glue_tracks_the_cpu_f32_model(gemma_path, fake_gpu):
     """Gemma-3-270M through GpuOps (GELU gate, soft-capping, sliding windows, the head
-    on the device) with reference launchers: as close to the CPU f32 model as float32
-    allows, and its greedy verify picks found by the backend's argmax."""
-    ops = standin_gpu_ops()
+    on the device) with fake CUDA: as close to the CPU f32 model as float32 allows, and
+    its greedy verify picks found by the backend's argmax."""
+    ops, fakes = fake_gpu
     gpu = Gemma3Model(open_gguf(gemma_path), activations="f32", backends=Backends(trunk=ops))
     agree, corr = _rows_agree(
         _gemma_rows(gpu), _gemma_rows(load_model(gemma_path, activations="f32"))
     )
     assert agree == 1.0 and corr > 0.99999
-    assert ops.kernels.calls["gelu_mul"] > 0
+    assert fakes.launches["gelu_mul"] > 0
     state = gpu.new_state(16)
     picks = gpu.forward_picks(np.array([2, 651, 6207], dtype=np.int32), 0, state)
-    assert picks.dtype == np.int32 and ops.kernels.calls["argmax"] == 1
+    assert picks.dtype == np.int32 and fakes.launches["argmax"] == 1
 
 
 @pytest.mark.model
@@ -243,14 +246,14 @@ def test_gemma_gpu_model_tracks_the_cpu_f32_model(cupy, gemma_path):
     assert agree >= 0.99 and corr >= 0.999
 
 
-def test_loading_reports_each_trunk_layer(tiny_path):
+def test_loading_reports_each_trunk_layer(tiny_path, fake_gpu):
     """load's on_layer hook (the upload progress bar of generate and sweep) sees every
     trunk layer in order."""
     from mtpdec.generate import upload_progress
 
     seen: list[tuple[int, int]] = []
     Qwen35Model(open_gguf(tiny_path), activations="f32",
-                backends=Backends(trunk=standin_gpu_ops()),
+                backends=Backends(trunk=fake_gpu[0]),
                 on_layer=lambda i, n: seen.append((i, n)))  # fmt: skip
     assert seen == [(i, 4) for i in range(4)]
     updates = []
