@@ -149,40 +149,43 @@ def device_options(
         except ValueError:
             raise MtpdecError(f"--cpu-ffn must be a layer count or auto, got {cpu_ffn!r}") from None
     vram = None if vram_gb is None else int(vram_gb * GIB)
-    if vram_gb is not None and vram_gb <= 0:
-        raise MtpdecError(f"--vram must be positive, got {vram_gb:g}")
     opts = DeviceOptions(device, ffn, vram, n_ctx or 4096, snapshot_slots)
     opts.check()
     return opts
 
 
-def host_matrices(f: GGUFFile, opts: DeviceOptions) -> set[str] | None:
-    """Names of the matrices the CPU runs under ``opts``: None for all (a CPU model), the
-    offloaded FFN matrices of a GPU model."""
+def placement_for(f: GGUFFile, opts: DeviceOptions) -> Placement | None:
+    """The placement plan of a model of ``f`` under ``opts``: None when it runs on one
+    backend (the CPU, or a non-qwen35 model all on the GPU, which takes no --cpu-ffn)."""
     opts.check()
     if opts.device == "cpu":
         return None
     if not isinstance(f.config, Qwen35Config):
-        return set()
-    plan = plan_placement(f, opts.n_ctx, opts.snapshot_slots, opts.cpu_ffn, opts.vram_bytes)
-    return {f"blk.{i}.{name}" for i in plan.cpu_ffn_layers for name in FFN_MATRICES}
+        if opts.cpu_ffn != 0 or opts.vram_bytes is not None:
+            raise MtpdecError("--cpu-ffn and --vram place qwen35 models; give neither here")
+        return None
+    return plan_placement(f, opts.n_ctx, opts.snapshot_slots, opts.cpu_ffn, opts.vram_bytes)
+
+
+def host_matrices(f: GGUFFile, opts: DeviceOptions) -> set[str] | None:
+    """Names of the matrices the CPU runs under ``opts``: None for all (a CPU model), the
+    offloaded FFN matrices of a GPU model."""
+    plan = placement_for(f, opts)
+    if opts.device == "cpu":
+        return None
+    layers = plan.cpu_ffn_layers if plan is not None else ()
+    return {f"blk.{i}.{name}" for i in layers for name in FFN_MATRICES}
 
 
 def backends_for(f: GGUFFile, opts: DeviceOptions) -> tuple[Backends, Placement | None]:
     """The Backends a model of ``f`` is built with, and the placement plan behind them
-    (None on the CPU). The GPU part needs CuPy and a GPU (one-line MtpdecError if not)."""
+    (``placement_for``). The GPU part needs CuPy and a GPU (one-line MtpdecError if not)."""
     from mtpdec.cpu.backend import CPU
     from mtpdec.gpu.backend import GpuOps
     from mtpdec.models.hybrid import Backends
 
-    opts.check()
+    plan = placement_for(f, opts)
     if opts.device == "cpu":
         return Backends(), None
-    if not isinstance(f.config, Qwen35Config):  # all on the GPU, no plan to make
-        if opts.cpu_ffn != 0 or opts.vram_bytes is not None:
-            raise MtpdecError("--cpu-ffn and --vram place qwen35 models; give neither here")
-        return Backends(trunk=GpuOps()), None
-    plan = plan_placement(f, opts.n_ctx, opts.snapshot_slots, opts.cpu_ffn, opts.vram_bytes)
-
-    backends = Backends(trunk=GpuOps(), host=CPU, host_ffn=frozenset(plan.cpu_ffn_layers))
-    return backends, plan
+    host_ffn = frozenset(plan.cpu_ffn_layers if plan is not None else ())
+    return Backends(trunk=GpuOps(), host=CPU, host_ffn=host_ffn), plan
