@@ -8,8 +8,8 @@ a silent switch. Each op treats every row (token) alike whatever their number, a
 kernels do, so greedy speculative decoding stays bitwise plain decoding on the GPU.
 
 ``GpuOps(xp, kernels)`` takes its array module and kernel launchers as arguments so
-that the tests can run this glue with numpy and reference launchers standing in
-(tests/gpu_standin.py); a real GPU uses cupy and ``mtpdec.gpu.runtime``.
+that the tests can run this glue with numpy and the runtime's launchers over fake CUDA
+(tests/fake_cuda.py); a real GPU uses cupy and ``mtpdec.gpu.runtime``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class GpuOps:
     """``Ops`` on an NVIDIA GPU (see the module docstring).
 
     xp: cupy (or numpy, standing in); kernels: ``mtpdec.gpu.runtime`` (or launchers with
-    its signatures). ``uploaded_bytes`` counts the weight bytes uploaded so far.
+    its signatures). ``uploaded_bytes`` counts the bytes uploaded so far (weights at
+    load, then activation rows).
     """
 
     name = "gpu"

@@ -86,8 +86,9 @@ def bpe_model(ids: dict[str, int], lines: Sequence[str]) -> models.BPE:
     return models.BPE(vocab=ids, merges=merge_pairs(lines, ids))
 
 
-def build_bpe(ids: dict[str, int], merges: Sequence[str], pre: str, path: object) -> HFTokenizer:
-    """A ``tokenizers`` pipeline for one BPE vocabulary; MtpdecError for an unknown pre type."""
+def pre_tokenizer(pre: str, path: object = "") -> pre_tokenizers.Sequence:
+    """The Split (llama.cpp's regex for ``pre``) + byte-level pre-tokenizer of a gpt2
+    vocabulary; MtpdecError for an unknown pre type."""
     try:
         pattern = PRE_TOKENIZERS[pre]
     except KeyError:
@@ -95,13 +96,19 @@ def build_bpe(ids: dict[str, int], merges: Sequence[str], pre: str, path: object
             f"{path}: unsupported tokenizer.ggml.pre {pre!r} for a gpt2 vocabulary "
             f"(supported: {', '.join(sorted(PRE_TOKENIZERS))})"
         ) from None
-    tok = HFTokenizer(bpe_model(ids, merges))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
+    return pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
+
+
+def build_bpe(ids: dict[str, int], merges: Sequence[str], pre: str, path: object) -> HFTokenizer:
+    """A ``tokenizers`` pipeline for one BPE vocabulary; MtpdecError for an unknown pre type."""
+    splitter = pre_tokenizer(pre, path)
+    tok = HFTokenizer(bpe_model(ids, merges))
+    tok.pre_tokenizer = splitter
     return tok
 
 

@@ -18,12 +18,12 @@ import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Regex, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import pre_tokenizers, trainers
 from tokenizers.models import BPE
 
 from mtpdec.synth.vocab import MIN_VOCAB, Vocab, vocab_from_merges
-from mtpdec.tokenizer.bpe import PRE_TOKENIZERS
+from mtpdec.tokenizer.bpe import pre_tokenizer
 
 HELD_OUT_PERCENT = 5
 PRE = "qwen35"
@@ -60,13 +60,8 @@ def read_text(path: Path) -> str:
 
 
 def pre_tokenized(tok: HFTokenizer) -> HFTokenizer:
-    """tok with the qwen35 Split + byte-level pre-tokenizer (``mtpdec.tokenizer.bpe``)."""
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(PRE_TOKENIZERS[PRE]), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    """tok with the qwen35 pre-tokenizer mtpdec reads such files with."""
+    tok.pre_tokenizer = pre_tokenizer(PRE)
     return tok
 
 
