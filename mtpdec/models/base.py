@@ -178,17 +178,19 @@ def run_in_chunks(
     tokens: np.ndarray,
     start_pos: int,
     state: Any,
-    run: Callable[[np.ndarray, np.ndarray], np.ndarray],
-) -> np.ndarray:
+    run: Callable[[np.ndarray, np.ndarray], Any],
+    xp: Any = np,
+) -> Any:
     """``run(tokens, positions) -> rows`` over chunks of at most PREFILL_CHUNK tokens, each
-    inside ``state.advancing``; the rows of all chunks, concatenated."""
+    inside ``state.advancing``; the rows of all chunks, concatenated by the array module
+    ``xp`` they belong to (numpy, or the model's backend's)."""
     outs = []
     for at in range(0, len(tokens), PREFILL_CHUNK):
         part = tokens[at : at + PREFILL_CHUNK]
         pos = np.arange(start_pos + at, start_pos + at + len(part))
         with state.advancing(len(part)):
             outs.append(run(part, pos))
-    return outs[0] if len(outs) == 1 else np.concatenate(outs)
+    return outs[0] if len(outs) == 1 else xp.concatenate(outs)
 
 
 def embed_rows(table: Tensor, ids: np.ndarray) -> np.ndarray:

@@ -147,16 +147,14 @@ class Gemma3Model(ModelBase):
         check_position(start_pos, len(tokens), state)
         eps, ops = self.config.rms_eps, self.ops
 
-        def trunk(part: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        def trunk(part: np.ndarray, pos: np.ndarray) -> Any:
             h = ops.upload(embed_rows(self.embd, part) * self.embd_scale)
             for layer, cache in zip(self.layers, state.layers):
                 h = layer(h, pos, cache, eps, prefill)
-            return ops.to_host(h[-1:] if last_only else h)
+            return h[-1:] if last_only else h
 
-        h = run_in_chunks(tokens, start_pos, state, trunk)
-        logits = self.head(
-            ops.rmsnorm(ops.upload(h[-1:] if last_only else h), self.output_norm, eps)
-        )
+        h = run_in_chunks(tokens, start_pos, state, trunk, ops.xp)
+        logits = self.head(ops.rmsnorm(h[-1:] if last_only else h, self.output_norm, eps))
         cap = self.config.final_logit_softcapping
         if cap:
             logits = (ops.xp.tanh(logits / F32(cap)) * F32(cap)).astype(F32)

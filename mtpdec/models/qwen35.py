@@ -197,17 +197,28 @@ class Qwen35Model(ModelBase):
     ) -> np.ndarray:
         """The trunk's final-normed hidden ``hn`` float32 (k, n_embd) of each token, a host
         array; ``prefill`` and ``snapshots`` as in ``forward``."""
+        return self.ops.to_host(self._trunk_rows(tokens, start_pos, state, prefill, snapshots))
+
+    def _trunk_rows(
+        self,
+        tokens: np.ndarray,
+        start_pos: int,
+        state: ModelState,
+        prefill: bool = False,
+        snapshots: bool = False,
+    ) -> Any:
+        """``hidden``'s rows, arrays of the backend (no round trip to the host)."""
         tokens = check_tokens(tokens, self.n_vocab)
         check_position(start_pos, len(tokens), state)
         eps, ops = self.config.rms_eps, self.ops
 
-        def trunk(part: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        def trunk(part: np.ndarray, pos: np.ndarray) -> Any:
             h = ops.upload(embed_rows(self.embd, part))
             for block, layer_state in zip(self.blocks, state.layers):
                 h = block(h, pos, layer_state, eps, prefill, snapshots)
-            return ops.to_host(ops.rmsnorm(h, self.output_norm, eps))
+            return ops.rmsnorm(h, self.output_norm, eps)
 
-        return run_in_chunks(tokens, start_pos, state, trunk)
+        return run_in_chunks(tokens, start_pos, state, trunk, ops.xp)
 
     def logits(self, hn: np.ndarray) -> np.ndarray:
         """LM head: float32 (k, n_embd) -> (k, n_vocab), host arrays."""
@@ -220,7 +231,8 @@ class Qwen35Model(ModelBase):
     def forward_picks(
         self, tokens: np.ndarray, start_pos: int, state: ModelState, snapshots: bool = False
     ) -> np.ndarray:
-        return self.head_picks(self.hidden(tokens, start_pos, state, snapshots=snapshots))
+        hn = self._trunk_rows(tokens, start_pos, state, snapshots=snapshots)
+        return self.ops.argmax_rows(self.head(hn))
 
     def forward(
         self,
@@ -231,8 +243,8 @@ class Qwen35Model(ModelBase):
         prefill: bool = False,
         snapshots: bool = False,
     ) -> np.ndarray:
-        hn = self.hidden(tokens, start_pos, state, prefill, snapshots)
-        return self.logits(hn[-1:] if last_only else hn)
+        hn = self._trunk_rows(tokens, start_pos, state, prefill, snapshots)
+        return self.ops.to_host(self.head(hn[-1:] if last_only else hn))
 
     def mtp_forward(
         self,
