@@ -85,8 +85,18 @@ def test_host_memory_plan_of_a_gpu_model_counts_only_the_offloaded_ffns(tiny) ->
     cpu = plan_memory(path, 64, "q8", 0, 4)
     gpu = plan_memory(path, 64, "q8", 0, 4, DeviceOptions("gpu", 0))
     hybrid = plan_memory(path, 64, "q8", 0, 4, DeviceOptions("gpu", 2))
+    from mtpdec.cpu.isa import host_path
+    from mtpdec.cpu.matvec import repackable
+    from mtpdec.quants.types import GGMLType
+
     n = tiny.config.n_trunk
-    offloaded = ffn_bytes(tiny, n - 2) + ffn_bytes(tiny, n - 1)
+    # the offloaded FFN matrices q8 mode repacks on this CPU (Q8_0 needs vpdpbusd)
+    offloaded = sum(
+        t.nbytes
+        for name, t in tiny.tensors.items()
+        if name.startswith((f"blk.{n - 2}.ffn_", f"blk.{n - 1}.ffn_"))
+        and repackable(GGMLType(t.ggml_type), host_path())
+    )
     assert cpu["kv_cache"] > 0 and cpu["repacked_weights"] > offloaded
     assert gpu == {"kv_cache": 0, "recurrent_state": 0, "repacked_weights": 0, "dense_prefill": 0}
     assert hybrid["repacked_weights"] == offloaded and hybrid["kv_cache"] == 0
