@@ -104,6 +104,21 @@ def test_rows_bitwise_identical_across_n_and_position(case, path: str) -> None:
 
 
 @pytest.mark.parametrize("case", LAYOUT_CASES, ids=layout_id)
+def test_serial_and_parallel_drivers_give_the_same_bits(case) -> None:
+    """Small matrices run serially (SERIAL_MAX_BYTES), big ones on the worker threads:
+    the same rows either way, at every kernel width (host path)."""
+    (t, cols), repack = case
+    w = random_weight(t, cols, seed=5)
+    x = inputs(cols, 8, seed=6)
+    serial = MatVec(w, "q8", repack=repack, parallel=False)
+    parallel = MatVec(w, "q8", repack=repack, parallel=True)
+    assert MatVec(w, "q8", repack=repack).parallel is False  # 37 rows: small
+    for n in (1, 2, 4, 8):
+        got = parallel(x[:n]).view(np.uint32)
+        assert np.array_equal(got, serial(x[:n]).view(np.uint32)), f"n={n}"
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=layout_id)
 def test_paths_of_one_family_give_the_same_bits(case) -> None:
     """The VNNI paths share one integer lane layout, avx2 and portable another; the
     32-weight formats and the interleaved groups have one on every path (the rows left

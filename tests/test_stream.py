@@ -45,3 +45,22 @@ def test_ring_holds_the_state_after_each_token(d):
             ref = m0.copy()
             delta_rule(ref, *(a[: t + 1] for a in inputs))
             assert np.array_equal(ring[t].view(np.uint32), ref.view(np.uint32)), t
+
+
+def test_serial_and_parallel_delta_rule_builds_give_the_same_bits():
+    """Small calls run the serial build, big ones the parallel one: same state, output
+    and snapshots either way."""
+    from mtpdec.cpu import gdn
+
+    n, h_k, h_v, d = 5, 2, 6, 32
+    q, k, v, g, beta = _inputs(n, h_k, h_v, d)
+    m0 = np.random.default_rng(3).standard_normal((h_v, d, d)).astype(np.float32)
+    scale = np.float32(1 / np.sqrt(np.float32(d)))
+    results = []
+    for run in (gdn._delta_rule_serial, gdn._delta_rule_parallel):
+        m, out = m0.copy(), np.empty((n, h_v, d), np.float32)
+        ring = np.zeros((n - 1, h_v, d, d), np.float32)
+        run(m, q, k, v, g, beta, scale, out, ring, np.arange(n - 1), False)
+        results.append([a.view(np.uint32) for a in (m, out, ring)])
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)

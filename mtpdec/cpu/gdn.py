@@ -16,8 +16,7 @@ from mtpdec.cpu.stream import ALIGN, is_aligned, stream_copy
 F32 = np.float32
 
 
-@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _delta_rule_tokens(m, q, k, v, g, beta, scale, out, pool, slots, stream):  # pragma: no cover
+def _delta_rule_body(m, q, k, v, g, beta, scale, out, pool, slots, stream):  # pragma: no cover
     """Tokens one after another through every value head; m updated in place.
 
     m: float32 (H_v, d, d) transposed states; q, k: float32 (n, H_k, d) (l2-normalised);
@@ -25,8 +24,8 @@ def _delta_rule_tokens(m, q, k, v, g, beta, scale, out, pool, slots, stream):  #
     pool: float32 (P, H_v, d, d), slots: int64 (count,): the state after token t goes to
     pool[slots[t]] for t < count, by streaming stores when ``stream`` (every pool[i, h]
     64-byte aligned).
-    Value head h reads key head h % H_k. Heads run in parallel, each one
-    walks all tokens with its 64 KB state in cache.
+    Value head h reads key head h % H_k. Heads run in parallel (the parallel build),
+    each one walks all tokens with its 64 KB state in cache.
     """
     n, h_v, d = v.shape
     h_k = q.shape[1]
@@ -85,8 +84,18 @@ def delta_rule(
     if ring_slots is None:
         ring_slots = np.arange(len(ring), dtype=np.int64)
     stream = is_aligned(ring) and (d * d * 4) % ALIGN == 0
-    _delta_rule_tokens(m, q, k, v, g, beta, scale, out, ring, ring_slots, stream)
+    run = _delta_rule_parallel if 3 * n * h_v * d * d >= PARALLEL_MIN_MACS else _delta_rule_serial
+    run(m, q, k, v, g, beta, scale, out, ring, ring_slots, stream)
     return out
+
+
+# One source, two builds: serial for small problems (a tiny model's few heads: no thread
+# start-up, which costs more than the work on a busy 2-core machine), parallel over the
+# value heads otherwise. A head is computed by the same loops either way: the same bits.
+_FLAGS = {"cache": True, "fastmath": {"reassoc", "contract"}}
+_delta_rule_serial = njit(**_FLAGS)(_delta_rule_body)
+_delta_rule_parallel = njit(parallel=True, **_FLAGS)(_delta_rule_body)
+PARALLEL_MIN_MACS = 1 << 20  # state multiply-adds per call from which threads pay off
 
 
 @njit(cache=True)

@@ -7,7 +7,7 @@ and decoded once and multiplied into all ``n`` inputs' 8-bit rows by the format'
 accumulators, updated in block order and summed by a fixed tree at the end, so the bits
 of ``out[i, row]`` do not depend on n, r, the input's place in the group or the path.
 
-``make_idriver(fmt, n, r, path)`` returns the parallel driver (prange over row groups).
+``make_idriver(fmt, n, r, path, parallel)`` returns the driver (prange over row groups).
 """
 
 from __future__ import annotations
@@ -155,18 +155,19 @@ def rows_idot(typingctx, fmt, g, n, r, path, w, q, d, sums, dsums, out, row0):
 
 
 @functools.cache
-def make_idriver(fmt: int, g: int, n: int, r: int, path: str):
-    """The parallel driver of one (format, blocks per step, n inputs, r rows per step, path)
-    variant.
+def make_idriver(fmt: int, g: int, n: int, r: int, path: str, parallel: bool = True):
+    """The driver of one (format, blocks per step, n inputs, r rows per step, path)
+    variant: parallel (prange over the worker threads), or serial in the calling thread
+    (for small matrices, where a parallel launch costs more than the work).
 
     ``driver(w, q, d, sums, dsums, out)``: out[:n] = the n 8-bit inputs times
-    dequant(w)^T; prange over steps of r units, leftover units one at a time (the same
-    bits per row).
+    dequant(w)^T; steps of r units, leftover units one at a time (the same bits per row,
+    serial or parallel).
     """
-    code_version = CODEGEN_VERSION  # part of Numba's cache key (closure contents)
+    code_version = (CODEGEN_VERSION, parallel)  # part of Numba's cache key (closure contents)
     path_id = PATHS.index(path)
 
-    @njit(parallel=True, cache=True, nogil=True)
+    @njit(parallel=parallel, cache=True, nogil=True)
     def driver(w, q, d, sums, dsums, out):
         _ = code_version
         rows = w.shape[0]

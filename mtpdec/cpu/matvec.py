@@ -121,6 +121,12 @@ def repackable(t: GGMLType, path: str) -> bool:
     return has_dpbusd(path) or t != GGMLType.Q8_0
 
 
+# Matrices up to this size run their integer kernel in the calling thread: a parallel
+# launch costs ~1 us on an idle 2-core machine and up to milliseconds when the other
+# core is busy, more than the ~10 us of work in such a matrix (tiny models' layers).
+SERIAL_MAX_BYTES = 256 << 10
+
+
 def as_rows(x: np.ndarray | InputRows) -> InputRows:
     return x if isinstance(x, InputRows) else InputRows(x)
 
@@ -135,6 +141,8 @@ class MatVec:
     less work per input; the file pages it came from are given back, unless
     ``keep_file_pages``: a tied LM head, whose file rows the embedding lookup still reads);
     the rows % 8 leftover rows of a grouped matrix stay in the plain layout.
+    ``parallel``: run the integer kernel on the worker threads (default: for matrices
+    above SERIAL_MAX_BYTES; the same bits either way).
     ``__call__(x)``: x float32 (n, cols) or an InputRows -> new float32 (n, rows).
     """
 
@@ -145,11 +153,13 @@ class MatVec:
         path: str | None = None,
         repack: bool = True,
         keep_file_pages: bool = False,
+        parallel: bool | None = None,
     ) -> None:
         self.type = check_weight(w)
         self.keep_file_pages = keep_file_pages
         self.raw = w.raw
         self.rows, self.cols = w.raw.shape[0], w.cols
+        self.parallel = w.raw.nbytes > SERIAL_MAX_BYTES if parallel is None else parallel
         check_activations(activations)
         self.integer = activations == "q8" and any(t == self.type for t, _ in INT_FORMATS)
         self.activations = activations
@@ -196,9 +206,10 @@ class MatVec:
             # two interleaved groups per step for one input: +8-15% on short rows (Gemma's
             # 640-column head and trunk) and no loss on long ones; slower for 8 inputs
             step = 2 if self.layout == X8 and width == 1 else 1
-            main = make_idriver(t, self.layout, width, step, self.path)
+            par = self.parallel
+            main = make_idriver(t, self.layout, width, step, self.path, par)
             grouped = self.layout == X8  # (word order has no leftover rows)
-            tail = make_idriver(t, PLAIN, width, 1, self.path) if grouped else None
+            tail = make_idriver(t, PLAIN, width, 1, self.path, par) if grouped else None
             drivers = self._drivers[width] = (main, tail)
         main, tail = drivers
         main(self.raw if self.layout in (PLAIN, PAIRS) else self.packed, *rows, dest)

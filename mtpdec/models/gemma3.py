@@ -26,7 +26,6 @@ from mtpdec.models.base import (
     ModelBase,
     check_position,
     check_tokens,
-    embed_rows,
     register_model,
     run_in_chunks,
 )
@@ -148,7 +147,7 @@ class Gemma3Model(ModelBase):
         eps, ops = self.config.rms_eps, self.ops
 
         def trunk(part: np.ndarray, pos: np.ndarray) -> Any:
-            h = ops.upload(embed_rows(self.embd, part) * self.embd_scale)
+            h = ops.upload(self.embed.rows(part) * self.embd_scale)
             for layer, cache in zip(self.layers, state.layers):
                 h = layer(h, pos, cache, eps, prefill)
             return h[-1:] if last_only else h

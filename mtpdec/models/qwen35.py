@@ -20,10 +20,10 @@ from mtpdec.loader.reader import GGUFFile
 from mtpdec.models.base import (
     DEFAULT_ACTIVATIONS,
     DEFAULT_DENSE_BUDGET,
+    EmbeddingRows,
     ModelBase,
     check_position,
     check_tokens,
-    embed_rows,
     register_model,
     run_in_chunks,
 )
@@ -103,6 +103,7 @@ class MtpHead:
         self.hnorm = ops.upload(vector(f, f"{n}.hnorm.weight"))
         own_embd = f.tensors.get(f"{n}.embed_tokens.weight")
         self.embd = own_embd if own_embd is not None else f.tensors["token_embd.weight"]
+        self.embed = EmbeddingRows(self.embd)
         norm = f"{n}.shared_head_norm.weight"
         self.head_norm = ops.upload(vector(f, norm if norm in f.tensors else "output_norm.weight"))
         own_head = f.tensors.get(f"{n}.shared_head_head.weight")
@@ -213,7 +214,7 @@ class Qwen35Model(ModelBase):
         eps, ops = self.config.rms_eps, self.ops
 
         def trunk(part: np.ndarray, pos: np.ndarray) -> Any:
-            h = ops.upload(embed_rows(self.embd, part))
+            h = ops.upload(self.embed.rows(part))
             for block, layer_state in zip(self.blocks, state.layers):
                 h = block(h, pos, layer_state, eps, prefill, snapshots)
             return ops.rmsnorm(h, self.output_norm, eps)
@@ -282,7 +283,7 @@ class Qwen35Model(ModelBase):
         if hidden.shape != (n, self.config.n_embd):
             raise MtpdecError(f"MTP hidden must have shape {(n, self.config.n_embd)}")
         eps, ops = self.config.rms_eps, self.ops
-        e = ops.rmsnorm(ops.upload(embed_rows(mtp.embd, tokens)), mtp.enorm, eps)
+        e = ops.rmsnorm(ops.upload(mtp.embed.rows(tokens)), mtp.enorm, eps)
         h = ops.rmsnorm(ops.upload(np.asarray(hidden, dtype=F32)), mtp.hnorm, eps)
         x = mtp.eh_proj(ops.xp.concatenate([e, h], axis=1))  # embedding first
         pos = np.arange(start_pos, start_pos + n)
