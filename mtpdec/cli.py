@@ -93,19 +93,25 @@ def main(
 @app.command()
 @user_errors
 def info(
-    model: Path = typer.Argument(..., help="GGUF model file."),
+    model: str = typer.Argument(..., help="GGUF model file, or tiny-mtp (the built-in model)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Architecture, hyperparameters, layer plan and tensor types of a GGUF file."""
+    from mtpdec.builtin import resolve_model
     from mtpdec.info import run_info
 
-    run_info(model, as_json=json_out)
+    run_info(resolve_model(model), as_json=json_out)
 
 
 @app.command()
 @user_errors
 def generate(
-    model: Path = typer.Argument(..., help="GGUF model file."),
+    model: str | None = typer.Argument(
+        None,
+        help="GGUF model file, or tiny-mtp (the built-in model, also used when only a "
+        "PROMPT is given).",
+        show_default=False,
+    ),
     prompt: str | None = typer.Argument(None, help="Prompt text (or --prompt-file)."),
     prompt_file: Path | None = typer.Option(
         None, "--prompt-file", "-f", help="Read the prompt from this UTF-8 file."
@@ -147,6 +153,7 @@ def generate(
     vram: float | None = VRAM_OPTION,
 ) -> None:
     """Generate text from a prompt: stream it to stdout, timings to stderr."""
+    from mtpdec.builtin import split_generate_args
     from mtpdec.generate import GenerateOptions, run_generate
 
     opts = GenerateOptions(
@@ -167,7 +174,8 @@ def generate(
         cpu_ffn=cpu_ffn,
         vram_gb=vram,
     )
-    run_generate(model, prompt, prompt_file, opts)
+    model_path, prompt = split_generate_args(model, prompt, prompt_file)
+    run_generate(model_path, prompt, prompt_file, opts)
 
 
 @app.command()
@@ -209,7 +217,9 @@ def synth(
 @app.command()
 @user_errors
 def sweep(
-    model: Path = typer.Argument(..., help="GGUF model file."),
+    model: str | None = typer.Argument(
+        None, help="GGUF model file (default: tiny-mtp, the built-in model).", show_default=False
+    ),
     draft_n: str = typer.Option(
         "0,1,2,3,4", "--draft-n", help="Comma-separated drafts per step (0 = plain) and/or auto."
     ),
@@ -221,7 +231,10 @@ def sweep(
     ),
     accept: float = ACCEPT_OPTION,
     prompts: Path | None = typer.Option(
-        None, "--prompts", help="Prompts file, one per line (default: three built-in prompts)."
+        None,
+        "--prompts",
+        help="Prompts file, one per line, \\n for a newline (default: the built-in model's "
+        "held-out code prompts on it, else three general prompts).",
     ),
     n_predict: int = typer.Option(64, "--n-predict", "-n", help="Tokens per prompt and run."),
     repeats: int = typer.Option(3, "--repeats", help="Timed rounds (medians reported)."),
@@ -239,10 +252,13 @@ def sweep(
 ) -> None:
     """Greedy speculative decoding at every n on the same prompts: tok/s, speedup,
     acceptance, AL, per-position acceptance, step costs."""
+    from mtpdec.builtin import builtin_file, is_builtin, resolve_model
     from mtpdec.sweep import SweepOptions, run_sweep
 
+    if prompts is None and is_builtin(model):
+        prompts = builtin_file(".prompts.txt")
     run_sweep(
-        model,
+        resolve_model(model),
         SweepOptions(
             draft=draft,
             draft_ns=draft_n,

@@ -9,7 +9,9 @@ directory). mtpdec is fed llama.cpp's own ids, so its tokenizer does not matter 
 - Gemma-3-270M (the ``gemma_path`` fixture), the script's default prompts;
 - ``qwen35-tiny`` as ``mtpdec synth`` writes it (H_k = H_v = 2);
 - a qwen35-tiny variant with H_k < H_v (2 key heads, 6 value heads: the 27B model's
-  1:3 ratio) and 8 query / 2 kv attention heads, another seed.
+  1:3 ratio) and 8 query / 2 kv attention heads, another seed;
+- ``tiny-mtp``, the built-in trained model (``mtpdec.builtin``), on its own held-out
+  code prompts.
 
 Per model, one mtpdec run (default q8 activations) serves the llama.cpp comparisons: the
 prompt in one prefill ``forward``, then llama.cpp's greedy continuation one token at a
@@ -96,15 +98,33 @@ class Criteria:
 # minimum is 0.9955 on Gemma and 0.9974 on the synth files: the bars allow both errors.
 SYNTH = Criteria(0.995, 0.9995, 0.92, 5.0, None)
 GEMMA = Criteria(0.99, 0.998, 0.93, 5.0, 0.5)
+# The built-in trained model (issue 10). Issue 10 asks for greedy equal on 4 of its 5
+# held-out prompts; measured 2/5, each divergence a tie of 0.2-0.3 x noise (the tiny
+# model's repetitive continuations are full of near-ties), so no count is asserted here
+# (the issue stays open on it) but every divergence must be a near-tie, as for the synth
+# files; the rows' correlation and argmax bars are the synth files'.
+BUILTIN = Criteria(0.995, 0.9995, 0.92, 5.0, None)
 
 
 @dataclass(frozen=True)
 class Case:
-    """One model: a synth recipe (None: the Gemma file) and its criteria."""
+    """One model: a synth recipe (None: the Gemma file, or the built-in model when
+    ``builtin``) and its criteria."""
 
     name: str
     synth: dict | None
     criteria: Criteria
+    builtin: bool = False
+
+    def prompts(self) -> dict[str, str]:
+        """The script's default prompts; the built-in model's own held-out code prompts."""
+        if not self.builtin:
+            return ref_script.PROMPTS
+        from mtpdec.builtin import builtin_file
+        from mtpdec.sweep import read_prompts
+
+        texts = read_prompts(builtin_file(".prompts.txt"))
+        return {f"held-out-{i}": t for i, t in enumerate(texts)}
 
 
 CASES = [
@@ -126,6 +146,9 @@ CASES = [
         ),
         id="qwen35-hk2-hv6",
         marks=pytest.mark.llama,
+    ),
+    pytest.param(
+        Case("tiny-mtp", None, BUILTIN, builtin=True), id="tiny-mtp", marks=pytest.mark.llama
     ),
 ]
 
@@ -227,7 +250,7 @@ def _sequence_rows(model, ref) -> np.ndarray:
 
 def _float64_reference(case: Case, request, path: Path, model):
     """tokens -> float64 logits rows of the float64 forward of the case's model."""
-    if case.synth is None:
+    if case.synth is None and not case.builtin:
         from tests.gemma_reference import GemmaReference
 
         ref = GemmaReference(request.getfixturevalue("gemma_ref"), model.config)
@@ -261,6 +284,10 @@ def _run_prompt(model, ref) -> PromptRun:
 
 
 def _model_path(case: Case, request, tmp: Path) -> Path:
+    if case.builtin:
+        from mtpdec.builtin import builtin_file
+
+        return builtin_file()
     if case.synth is None:
         return request.getfixturevalue("gemma_path")
     recipe = dict(case.synth)
@@ -280,7 +307,7 @@ def model_run(request, tmp_path_factory) -> ModelRun:
     tmp = tmp_path_factory.mktemp(f"parity-{case.name}")
     path = _model_path(case, request, tmp)
     refs = ref_script.record(
-        path, ref_script.PROMPTS, n_continue=N_CONTINUE, full_cont=True, n_threads=LLAMA_THREADS
+        path, case.prompts(), n_continue=N_CONTINUE, full_cont=True, n_threads=LLAMA_THREADS
     )
     files = ref_script.write_references(refs, tmp / "references")
     tokenized = [(r.name, r.prompt, r.ids.tolist()) for r in refs]

@@ -97,3 +97,22 @@ def test_trained_weights_and_vocabulary_round_trip_through_a_gguf_file(tmp_path)
         ref, _ = reread.trunk(torch.from_numpy(tokens.astype(np.int64))[None])
     for a, b in zip(logits, ref[0].numpy()):
         assert np.corrcoef(a, b)[0, 1] > 0.99999
+
+
+def test_held_out_prompts_end_with_a_def_line_of_a_held_out_file(tmp_path):
+    from mtpdec.sweep import read_prompts
+    from mtpdec.train.prompts import held_out_prompts, prompts_file_text
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    body = "".join(f"x{i} = {i}\n" for i in range(60))
+    (root / "a.py").write_text(body + "def first(a, b):\n    return a\n")
+    (root / "b.py").write_text(body + "y = '\\t'\ndef skipped(s):\n    pass\n")  # a backslash
+    (root / "c.py").write_text("def too_early(x):\n    pass\n")  # no def after 600 chars
+    files = sorted(root.glob("*.py"))
+    prompts = held_out_prompts(files, root, count=5, chars=300)
+    assert len(prompts) == 1 and prompts[0].endswith("def first(a, b):\n")
+    assert prompts[0].startswith("x") and len(prompts[0]) <= 300 + len("def first(a, b):\n")
+    path = tmp_path / "prompts.txt"
+    path.write_text(prompts_file_text(prompts))
+    assert read_prompts(path) == prompts

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,8 +38,16 @@ from mtpdec.synth.presets import Qwen35Shape, resolve_shape
 from mtpdec.synth.vocab import Vocab
 from mtpdec.synth.writer import Labels, initial_values, write_weights
 from mtpdec.tokenizer.bpe import build_bpe
-from mtpdec.train.data import read_text, split, stdlib_files, train_vocab
+from mtpdec.train.data import (
+    HELD_OUT_PERCENT,
+    read_text,
+    split,
+    stdlib_files,
+    stdlib_root,
+    train_vocab,
+)
 from mtpdec.train.model import Qwen35Torch, from_gguf
+from mtpdec.train.prompts import held_out_prompts, prompts_file_text
 
 
 @dataclass(frozen=True)
@@ -156,11 +165,12 @@ def train(opts: TrainOptions, progress: bool = True) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=0.01)
     rng = np.random.default_rng(opts.seed)
     step, ckpt = 0, opts.out / "checkpoint.pt"
+    seconds: float | None = 0.0
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
+        step, seconds = state["step"], state.get("seconds")  # None: not recorded
         rng.bit_generator.state = state["rng"]
     else:
         initialize(model, shape, opts.seed)
@@ -186,6 +196,8 @@ def train(opts: TrainOptions, progress: bool = True) -> dict[str, Any]:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
+            if seconds is not None:
+                seconds += time.perf_counter() - t0
             if step % opts.log_every == 0 or step == opts.steps:
                 with log.open("a") as f:
                     row = (
@@ -199,15 +211,32 @@ def train(opts: TrainOptions, progress: bool = True) -> dict[str, Any]:
                     f.write("\t".join(f"{v:.6g}" for v in row) + "\n")
             if step % opts.save_every == 0 or step == opts.steps:
                 state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "step": step, "rng": rng.bit_generator.state}  # fmt: skip
+                         "step": step, "rng": rng.bit_generator.state,
+                         "seconds": seconds}  # fmt: skip
                 torch.save(state, ckpt.with_suffix(".tmp"))
                 ckpt.with_suffix(".tmp").replace(ckpt)
             bar(step, loss.item())
-    return _finish(model, shape, vocab, streams["held_out"], opts)
+    corpus = {
+        "source": f"the .py files of Python {platform.python_version()}'s standard library "
+        f"({stdlib_root()}), split by file: {HELD_OUT_PERCENT}% held out by SHA-1 of the path",
+        "files": {"train": len(train_files), "held_out": len(held_files)},
+        "tokens": {k: int(len(v)) for k, v in streams.items()},
+    }
+    prompts = held_out_prompts(held_files, stdlib_root())
+    (opts.out / "prompts.txt").write_text(prompts_file_text(prompts))
+    facts = {"data": corpus, "train_seconds": None if seconds is None else round(seconds, 1),
+             "torch": torch.__version__,
+             "torch_threads": torch.get_num_threads()}  # fmt: skip
+    return _finish(model, shape, vocab, streams["held_out"], opts, facts)
 
 
 def _finish(
-    model: Qwen35Torch, shape: Qwen35Shape, vocab: Vocab, held: np.ndarray, opts: TrainOptions
+    model: Qwen35Torch,
+    shape: Qwen35Shape,
+    vocab: Vocab,
+    held: np.ndarray,
+    opts: TrainOptions,
+    facts: dict[str, Any],
 ) -> dict[str, Any]:
     values = {t.name: model.weight(t.name).detach().numpy() for t in tensor_plan(shape)}
     labels = Labels(
@@ -218,6 +247,11 @@ def _finish(
     path = write_weights(opts.out / "model.gguf", shape, vocab, values, labels, force=True).path
     quantized = from_gguf(path, torch.float32, opts.chunk)
     card = {
+        "name": labels.name,
+        "description": labels.description,
+        **facts,
+        "objective": f"trunk cross-entropy + {opts.mtp_weight} x MTP cross-entropy (the MTP "
+        "block predicts token p + 2 from the trunk's final hidden at p and token p + 1)",
         "shape": dataclasses.asdict(shape),
         "options": {k: str(v) for k, v in dataclasses.asdict(opts).items()},
         "parameters": sum(p.numel() for p in model.parameters()),
