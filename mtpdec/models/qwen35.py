@@ -94,16 +94,23 @@ class MtpHead:
     """The NextN block ``blk.{n_trunk}`` (qwen35.md "MTP head"), on the trunk's backend."""
 
     def __init__(
-        self, f: GGUFFile, cfg: Qwen35Config, numerics: Numerics, output: Any, ops: Ops = CPU
+        self,
+        f: GGUFFile,
+        cfg: Qwen35Config,
+        numerics: Numerics,
+        output: Any,
+        embed: EmbeddingRows,
+        ops: Ops = CPU,
     ):
+        """output, embed: the trunk's LM head and embedding rows, used unless the block
+        has its own (``shared_head_head``, ``embed_tokens``)."""
         p = f"blk.{cfg.n_trunk}"
         n = f"{p}.nextn"
         self.eh_proj = linear(f, f"{n}.eh_proj.weight", numerics, ops)
         self.enorm = ops.upload(vector(f, f"{n}.enorm.weight"))
         self.hnorm = ops.upload(vector(f, f"{n}.hnorm.weight"))
         own_embd = f.tensors.get(f"{n}.embed_tokens.weight")
-        self.embd = own_embd if own_embd is not None else f.tensors["token_embd.weight"]
-        self.embed = EmbeddingRows(self.embd)
+        self.embed = EmbeddingRows(own_embd) if own_embd is not None else embed
         norm = f"{n}.shared_head_norm.weight"
         self.head_norm = ops.upload(vector(f, norm if norm in f.tensors else "output_norm.weight"))
         own_head = f.tensors.get(f"{n}.shared_head_head.weight")
@@ -159,7 +166,7 @@ class Qwen35Model(ModelBase):
             self.blocks.append(Block(f, p, mixer, ffn, trunk))
             if on_layer is not None:
                 on_layer(il, cfg.n_trunk)
-        self.mtp = MtpHead(f, cfg, on_trunk, self.head, trunk) if cfg.n_mtp else None
+        self.mtp = MtpHead(f, cfg, on_trunk, self.head, self.embed, trunk) if cfg.n_mtp else None
         self._mtp_heads: dict[int, Any] = {}  # reduced draft heads by vocabulary size
         self._fit_dense_budget()
 
