@@ -85,3 +85,20 @@ def test_mtp_drafts_are_accepted_on_held_out_code(activations: str) -> None:
         accepted += sum(s.accepted for s in steps)
     assert drafted > 0
     assert accepted / drafted >= 0.5, f"first-draft acceptance {accepted / drafted:.1%}"
+
+
+def test_small_models_run_every_matrix_serially(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model whose tensors total at most SERIAL_MODEL_BYTES keeps its worker threads
+    idle (every matrix in the calling thread); above it, matrices bigger than MatVec's
+    SERIAL_MAX_BYTES run on the workers. The built-in model has 860 KiB heads and
+    442 KiB fused attention inputs, so the two rules differ on it."""
+    import mtpdec.models.base as base
+    from mtpdec.cpu.matvec import SERIAL_MAX_BYTES
+    from mtpdec.models import load_model
+
+    small = load_model(builtin_file())
+    assert not any(lin.kernel.parallel for lin in small.linears() + [small.head])
+    monkeypatch.setattr(base, "SERIAL_MODEL_BYTES", 1 << 20)
+    big = load_model(builtin_file())
+    parallel = [lin for lin in big.linears() + [big.head] if lin.kernel.parallel]
+    assert parallel and all(lin.w.nbytes > SERIAL_MAX_BYTES for lin in parallel)

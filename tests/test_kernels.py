@@ -118,3 +118,20 @@ def test_multi_row_steps_give_the_same_bits(rows_per_step: int) -> None:
     make_driver(int(GGMLType.Q4_K), 1, 1)(w.raw, x, sums, one)
     make_driver(int(GGMLType.Q4_K), 1, rows_per_step)(w.raw, x, sums, many)
     assert np.array_equal(one.view(np.uint32), many.view(np.uint32))
+
+
+@pytest.mark.parametrize("t", SUPPORTED, ids=lambda t: t.name)
+def test_serial_and_parallel_float_drivers_give_the_same_bits(t: GGMLType) -> None:
+    """f32 mode: small matrices run the serial build, big ones the parallel one (the
+    same rows either way, at every kernel width)."""
+    from mtpdec.cpu.matvec import MatVec
+
+    rng = np.random.default_rng(200 + int(t))
+    w = random_weight(t, rng)
+    x = rng.standard_normal((4, COLS)).astype(np.float32)
+    serial = MatVec(w, "f32", parallel=False)
+    parallel = MatVec(w, "f32", parallel=True)
+    assert MatVec(w, "f32").parallel is False  # 37 rows: small
+    for n in (1, 2, 3, 4):
+        got = parallel(x[:n]).view(np.uint32)
+        assert np.array_equal(got, serial(x[:n]).view(np.uint32)), f"{t.name} n={n}"

@@ -9,7 +9,7 @@ by a fixed pairwise tree at the end. So the float operations behind ``out[i, row
 the same whatever ``n``, ``r`` and the input's position in the group: results are
 bitwise identical across input counts (speculative.md).
 
-``make_driver(fmt, n, r)`` returns the parallel driver (prange over row groups) of one
+``make_driver(fmt, n, r, parallel)`` returns the driver (prange over row groups) of one
 variant; all variants come from this one source (closure constants become literals).
 """
 
@@ -258,16 +258,17 @@ def _subblock_sums(x):
 
 
 @functools.cache
-def make_driver(fmt: int, n: int, r: int):
-    """The parallel driver for one (format, n inputs, r rows per step) variant.
+def make_driver(fmt: int, n: int, r: int, parallel: bool = True):
+    """The driver for one (format, n inputs, r rows per step) variant: parallel (prange
+    over the worker threads) or serial in the calling thread (small matrices).
 
-    ``driver(w, x, xsums, out)``: out[:n] = x[:n] @ dequant(w)^T; prange over steps of r
-    rows, leftover rows one at a time (same per-row operations, so the same bits).
+    ``driver(w, x, xsums, out)``: out[:n] = x[:n] @ dequant(w)^T; steps of r rows,
+    leftover rows one at a time (same per-row operations, so the same bits either way).
     """
 
-    code_version = CODEGEN_VERSION  # part of Numba's cache key (closure contents)
+    code_version = (CODEGEN_VERSION, parallel)  # part of Numba's cache key (closure contents)
 
-    @njit(parallel=True, cache=True, nogil=True)
+    @njit(parallel=parallel, cache=True, nogil=True)
     def driver(w, x, xsums, out):
         _ = code_version
         rows = w.shape[0]

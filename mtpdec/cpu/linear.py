@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mtpdec.cpu.matvec import InputRows, MatVec, as_rows, check_activations
+from mtpdec.cpu.matvec import SERIAL_MAX_BYTES, InputRows, MatVec, as_rows, check_activations
 from mtpdec.quants import dequantize
 from mtpdec.tensor import Tensor
 
@@ -44,10 +44,13 @@ class Numerics:
     activations: "q8" (inputs rounded to 8 bits, integer dot products) or "f32"
       (``mtpdec.cpu.matvec``).
     budget: fp32 weight copies for dense prefill; None: the kernels only (the LM head).
+    serial_max_bytes: matrices up to this size run their kernels in the calling thread,
+      bigger ones on the worker threads (the same bits either way; ``MatVec``).
     """
 
     activations: str = "q8"
     budget: DenseBudget | None = None
+    serial_max_bytes: int = SERIAL_MAX_BYTES
 
     def __post_init__(self) -> None:
         check_activations(self.activations)
@@ -61,7 +64,7 @@ class Numerics:
         backend has no dense prefill copies either."""
         if fixed_activations is None:
             return self
-        return Numerics(fixed_activations, None)
+        return Numerics(fixed_activations, None, self.serial_max_bytes)
 
 
 class Linear:
@@ -77,7 +80,12 @@ class Linear:
 
     def __init__(self, w: Tensor, numerics: Numerics, keep_file_pages: bool = False) -> None:
         self.w, self.budget = w, numerics.budget
-        self.kernel = MatVec(w, numerics.activations, keep_file_pages=keep_file_pages)
+        self.kernel = MatVec(
+            w,
+            numerics.activations,
+            keep_file_pages=keep_file_pages,
+            parallel=w.nbytes > numerics.serial_max_bytes,
+        )
         self.dense: np.ndarray | None = None
         self._dense_refused = self.budget is None
 

@@ -121,9 +121,10 @@ def repackable(t: GGMLType, path: str) -> bool:
     return has_dpbusd(path) or t != GGMLType.Q8_0
 
 
-# Matrices up to this size run their integer kernel in the calling thread: a parallel
-# launch costs ~1 us on an idle 2-core machine and up to milliseconds when the other
-# core is busy, more than the ~10 us of work in such a matrix (tiny models' layers).
+# Matrices up to this size run their kernels in the calling thread: a parallel launch
+# costs ~1 us on an idle 2-core machine and up to milliseconds when the other core is
+# busy, more than the ~10 us of work in such a matrix (tiny models' layers). Models
+# choose their own limit (``mtpdec.cpu.linear.Numerics.serial_max_bytes``).
 SERIAL_MAX_BYTES = 256 << 10
 
 
@@ -141,8 +142,8 @@ class MatVec:
     less work per input; the file pages it came from are given back, unless
     ``keep_file_pages``: a tied LM head, whose file rows the embedding lookup still reads);
     the rows % 8 leftover rows of a grouped matrix stay in the plain layout.
-    ``parallel``: run the integer kernel on the worker threads (default: for matrices
-    above SERIAL_MAX_BYTES; the same bits either way).
+    ``parallel``: run the kernels on the worker threads (default: for matrices above
+    SERIAL_MAX_BYTES; the same bits either way).
     ``__call__(x)``: x float32 (n, cols) or an InputRows -> new float32 (n, rows).
     """
 
@@ -223,7 +224,7 @@ class MatVec:
 
         def call(width: int, sel: slice | np.ndarray, dest: np.ndarray) -> None:
             sums = xsums[sel] if xsums is not _NO_SUMS else xsums
-            make_driver(int(self.type), width, 1)(self.raw, xs[sel], sums, dest)
+            make_driver(int(self.type), width, 1, self.parallel)(self.raw, xs[sel], sums, dest)
 
         _grouped(out, FLOAT_WIDTHS, call)
 

@@ -132,6 +132,14 @@ class MtpModel(Model, Protocol):
 
 MODELS: dict[str, Callable[[GGUFFile, int, str], Model]] = {}
 DEFAULT_DENSE_BUDGET = 2 << 30  # bytes of fp32 matrix copies for batched prefill
+# Models whose tensors total at most this run every matrix in the calling thread. After a
+# parallel region the worker threads spin for a while, and on a 2-vCPU VM that slowed
+# the main thread's Python between kernels: the 8 MiB built-in model decoded 240-280
+# tok/s with 2 threads and 360-380 with every matrix serial (as with 1 thread). Big
+# models keep the per-matrix rule (MatVec's SERIAL_MAX_BYTES): Gemma-3-270M lost 8-10%
+# with a 1 MiB limit, and passive waiting (OMP_WAIT_POLICY) cost the qwen35-0.8b shape
+# 20%.
+SERIAL_MODEL_BYTES = 64 << 20
 DEFAULT_ACTIVATIONS = "q8"
 
 
@@ -259,7 +267,10 @@ class ModelBase:
             )
         self.n_ctx_train = int(f.config.context_length)  # type: ignore[attr-defined]
         self.budget = DenseBudget(dense_budget_bytes)
+        small = sum(t.nbytes for t in f.tensors.values()) <= SERIAL_MODEL_BYTES
         self.numerics = Numerics(activations, self.budget)
+        if small:
+            self.numerics = Numerics(activations, self.budget, SERIAL_MODEL_BYTES)
         self.activations = activations
         self.embd = f.tensors["token_embd.weight"]
         self.embed = EmbeddingRows(self.embd)
