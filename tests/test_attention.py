@@ -52,3 +52,20 @@ def test_serial_and_parallel_builds_agree_bitwise(shape):
         kernel(q, k, v, pos, np.float32(0.1), window, probs, out)
         outs.append(out)
     assert np.array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_each_token_gets_the_same_bits_in_any_batch(shape):
+    """Every (token, head) output of a verify batch is bitwise the one it gets alone (the
+    serial build alone, the parallel build in the batch, as a long verify picks it)."""
+    n_tok, n_head, n_kv, hd, ctx, window = shape
+    q, k, v, pos = _inputs(n_tok, n_head, n_kv, hd, ctx, seed=2)
+    batch = attention.attend(q, k, v, pos, 0.1, window)
+    span = ctx if window <= 0 else min(ctx, window)
+    out = np.empty((n_tok, n_head, hd), np.float32)
+    probs = np.empty((n_tok * n_head, span), np.float32)
+    attention._attend_parallel(q, k, v, pos, np.float32(0.1), window, probs, out)
+    assert np.array_equal(out.view(np.uint32), batch.view(np.uint32))
+    for t in range(n_tok):
+        alone = attention.attend(q[t : t + 1], k, v, pos[t : t + 1], 0.1, window)
+        assert np.array_equal(alone[0].view(np.uint32), batch[t].view(np.uint32)), t

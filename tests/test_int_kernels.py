@@ -104,6 +104,24 @@ def test_rows_bitwise_identical_across_n_and_position(case, path: str) -> None:
 
 
 @pytest.mark.parametrize("case", LAYOUT_CASES, ids=layout_id)
+def test_padded_widths_fill_a_given_out_buffer(case) -> None:
+    """n not a kernel width (3: one padded 4-input call; 11: 8 + a padded 4): the rows
+    are rounded and padded once per InputRows for every matrix that reads them, and a
+    given out buffer receives exactly the n rows."""
+    from mtpdec.cpu.matvec import InputRows
+
+    (t, cols), repack = case
+    mv = MatVec(random_weight(t, cols, seed=11), "q8", repack=repack)
+    x = inputs(cols, 11, seed=12)
+    for n in (3, 11):
+        rows = InputRows(x[:n])
+        want = np.stack([mv(x[i : i + 1])[0] for i in range(n)]).view(np.uint32)
+        assert np.array_equal(mv(rows).view(np.uint32), want), f"n={n}"
+        out = np.full((n, mv.rows), np.nan, dtype=np.float32)
+        assert mv(rows, out) is out and np.array_equal(out.view(np.uint32), want), f"n={n}"
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=layout_id)
 def test_serial_and_parallel_drivers_give_the_same_bits(case) -> None:
     """Small matrices run serially (SERIAL_MAX_BYTES), big ones on the worker threads:
     the same rows either way, at every kernel width (host path)."""

@@ -17,6 +17,8 @@ row is bitwise identical whatever n and whatever its position in a group.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from mtpdec.cpu.actquant import quantize_rows, words_rows
@@ -87,6 +89,7 @@ class InputRows:
     def __init__(self, x: np.ndarray) -> None:
         self.x = np.ascontiguousarray(x, dtype=np.float32)
         self._quantized: dict[ActivationKind, QuantizedRows] = {}
+        self._padded: dict[ActivationKind, tuple[QuantizedRows, tuple[int, ...]]] = {}
 
     @property
     def n(self) -> int:
@@ -101,6 +104,29 @@ class InputRows:
             q = words_rows(self.quantized(Q8_K)) if words else quantize_rows(self.x, kind)
             self._quantized[kind] = q
         return q
+
+    def padded(self, kind: ActivationKind) -> tuple[QuantizedRows, tuple[int, ...]]:
+        """The rows rounded to ``kind``, the last one repeated to fill the integer kernel
+        widths that cover them (``group_widths``), and those widths; made once for every
+        matrix that reads these rows (a repeated row rounds to the same bits)."""
+        got = self._padded.get(kind)
+        if got is None:
+            widths = int_group_widths(self.n)
+            if kind.words:
+                q = words_rows(self.padded(Q8_K)[0])
+            else:
+                x = np.empty((sum(widths), self.x.shape[1]), dtype=np.float32)
+                x[: self.n] = self.x
+                x[self.n :] = self.x[-1]
+                q = quantize_rows(x, kind)
+            got = self._padded[kind] = (q, widths)
+        return got
+
+
+@functools.cache
+def int_group_widths(n: int) -> tuple[int, ...]:
+    """``group_widths(n, INT_WIDTHS)``, computed once per n."""
+    return tuple(group_widths(n, INT_WIDTHS))
 
 
 # the layout each repacked type takes in q8 mode (``mtpdec.cpu.repack``)
@@ -184,19 +210,29 @@ class MatVec:
 
     def __call__(self, x: np.ndarray | InputRows, out: np.ndarray | None = None) -> np.ndarray:
         rows = as_rows(x)
-        if out is None:
-            out = np.empty((rows.n, self.rows), dtype=np.float32)
         apply_threads()
-        if self.integer:
-            q = rows.quantized(self.kind)
-            if rows.n in INT_WIDTHS:  # decode and most verifies: one call, no grouping
-                self._int_call(rows.n, (q.q, q.d, q.sums, q.dsums), out)
-            else:
-                _grouped(
-                    out, INT_WIDTHS, lambda w, sel, dest: self._int_call(w, q.select(sel), dest)
-                )
-        else:
+        if not self.integer:
+            if out is None:
+                out = np.empty((rows.n, self.rows), dtype=np.float32)
             self._run_float(rows.x, out)
+            return out
+        if rows.n in INT_WIDTHS:  # decode and most verifies: one call, no grouping
+            q = rows.quantized(self.kind)
+            if out is None:
+                out = np.empty((rows.n, self.rows), dtype=np.float32)
+            self._int_call(rows.n, (q.q, q.d, q.sums, q.dsums), out)
+            return out
+        q, widths = rows.padded(self.kind)
+        full = np.empty((q.n, self.rows), dtype=np.float32)
+        start = 0
+        for width in widths:
+            self._int_call(
+                width, q.select(slice(start, start + width)), full[start : start + width]
+            )
+            start += width
+        if out is None:
+            return full[: rows.n]
+        out[:] = full[: rows.n]
         return out
 
     def _int_call(self, width: int, rows: tuple[np.ndarray, ...], dest: np.ndarray) -> None:
