@@ -64,10 +64,11 @@ def decode_speculative(
     t_start = time.perf_counter()
     if wants_hidden:
         hn = trunk.hidden(prompt, 0, state, prefill=True)
-        pending.append(hn)
         logits = trunk.logits(hn[-1:])
+        drafter.start(prompt, hn)
     else:
         logits = model.forward(prompt, 0, state, last_only=True, prefill=True)
+        drafter.start(prompt, None)
     if n_predict == 0:
         yield Step(True, prompt.size, (), (), time.perf_counter() - t_start, STOP_N_PREDICT)
         return
@@ -89,7 +90,7 @@ def decode_speculative(
         draft = Draft()
         if n > 0:
             draft = drafter.propose(
-                context[: size + 1], n, np.concatenate(pending) if wants_hidden else None
+                context[: size + 1], n, np.concatenate(pending) if pending else None
             )
             pending.clear()
         t_drafted = time.perf_counter()

@@ -85,3 +85,44 @@ def test_rebuilding_mtp_cache_entries_replaces_them(synth_file):
     want = [ref.mtp_step(int(ids[p]), other[p], p)[0] for p in (2, 3, 4)]
     for row, w in zip(logits, want):
         assert _rel(row, w) < 1e-5
+
+
+def test_mtp_fill_writes_the_cache_entries_of_a_prompt(synth_file):
+    """mtp_fill writes what mtp_forward writes (f32: the dense prompt products of 12 rows
+    against the kernels), and the next draft reads them the same way."""
+    model = load_model(synth_file, activations="f32")
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, model.n_vocab, 13).astype(np.int32)
+    hidden = rng.standard_normal((13, model.config.n_embd)).astype(np.float32)
+    filled, forwarded = model.new_state(32), model.new_state(32)
+    model.mtp_fill(ids[:12], hidden[:12], 0, filled)
+    model.mtp_forward(ids[:12], hidden[:12], 0, forwarded)
+    assert filled.mtp_length == forwarded.mtp_length == 12
+    for a, b in ((filled.mtp.k, forwarded.mtp.k), (filled.mtp.v, forwarded.mtp.v)):
+        assert _rel(a[:, :12], b[:, :12]) < 1e-5
+    got = model.mtp_forward(ids[12:], hidden[12:], 12, filled)[0]
+    want = model.mtp_forward(ids[12:], hidden[12:], 12, forwarded)[0]
+    assert _rel(got, want) < 1e-5
+
+
+def test_decode_steps_feed_the_head_only_their_own_rows(synth_file):
+    """The drafter fills the head's cache over the prompt in ``start``; every decode
+    step's head calls then take at most the verify's accepted rows and t0 (n + 1)."""
+    from mtpdec.draft import make_drafter
+    from mtpdec.draft.adaptive import FixedN
+    from mtpdec.sampling import Sampler
+    from mtpdec.speculative import decode_speculative
+
+    model = load_model(synth_file)
+    prompt = np.random.default_rng(4).integers(0, model.n_vocab, 40).astype(np.int32)
+    calls: list[tuple[str, int]] = []
+    fill, forward = model.mtp_fill, model.mtp_forward
+    model.mtp_fill = lambda t, *a, **k: (calls.append(("fill", len(t))), fill(t, *a, **k))[1]
+    model.mtp_forward = lambda t, *a, **k: (calls.append(("fwd", len(t))), forward(t, *a, **k))[1]
+    state = model.new_state(80, snapshot_slots=2)
+    drafter = make_drafter("mtp", model, state, None, None, 1.0, 0)
+    steps = list(decode_speculative(model, prompt, 16, Sampler(), state, drafter, FixedN(2),
+                                    stop_at_eog=False))  # fmt: skip
+    assert calls[0] == ("fill", 40)
+    assert calls[1:] and all(kind == "fwd" and size <= 3 for kind, size in calls[1:])
+    assert sum(len(s.tokens) for s in steps) == 16

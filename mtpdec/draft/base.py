@@ -37,17 +37,26 @@ class Drafter(Protocol):
     name:         as given to ``--draft``.
     needs_hidden: the decoder passes the trunk's final-normed hidden rows (MTP).
 
+    start(prompt, hidden) -> None
+      called once, after the prompt's forward and before the first propose: prompt
+      int32 (P,); hidden, with ``needs_hidden``, the trunk's rows of the prompt
+      (P, n_embd), else None. The drafter does its prompt work here (the MTP head fills
+      its cache, lookup indexes the prompt), so that a decode step carries only its own.
+
     propose(context, n, hidden) -> Draft
       context: int32 (L,), every committed token then the token the next verify feeds
                first (t0, at position L - 1); it only grows between calls, except that a
                rejected draft never enters it.
       n:       the most tokens wanted (>= 1).
       hidden:  with ``needs_hidden``, float32 (r, n_embd): the trunk's hidden rows of the
-               positions committed since the previous call (all prompt positions at the
-               first call, then the accepted rows of each verify); else None.
+               positions committed since the previous call (the accepted rows of each
+               verify; all prompt positions at the first call if ``start`` was not
+               called), or None when there are none; else None.
     """
 
     name: str
     needs_hidden: bool
+
+    def start(self, prompt: np.ndarray, hidden: np.ndarray | None) -> None: ...
 
     def propose(self, context: np.ndarray, n: int, hidden: np.ndarray | None) -> Draft: ...

@@ -42,6 +42,10 @@ class LookupDrafter:
                 if p >= m:
                     self.index[m][tuple(tokens[p - m : p])] = p
 
+    def start(self, prompt: np.ndarray, hidden: np.ndarray | None = None) -> None:
+        """Index the prompt's n-grams (``Drafter.start``)."""
+        self._extend(prompt)
+
     def match(self, context: np.ndarray) -> tuple[int, int]:
         """(n-gram length, position its continuation starts) of the longest match of the
         context's tail, or (0, -1)."""

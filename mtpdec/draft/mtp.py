@@ -64,6 +64,17 @@ class MtpDrafter:
         if hidden is not None and len(hidden):
             self.pending.append(np.asarray(hidden, dtype=np.float32))
 
+    def start(self, prompt: np.ndarray, hidden: np.ndarray | None) -> None:
+        """Fill the head's cache over the prompt's pairs from the trunk's prompt rows
+        (``MtpModel.mtp_fill``: no head, no logits); the first ``propose`` then feeds t0
+        alone, paired with the prompt's last row."""
+        if hidden is None or len(hidden) != len(prompt) or self.valid or self.pending:
+            raise MtpdecError("MTP drafter: start takes the whole prompt's rows, once")
+        zero = np.zeros((1, hidden.shape[1]), dtype=np.float32)
+        previous = np.concatenate([zero, np.asarray(hidden[:-1], dtype=np.float32)])
+        self.model.mtp_fill(prompt, previous, 0, self.state)
+        self.valid, self.pending = len(prompt), [np.asarray(hidden[-1:], dtype=np.float32)]
+
     def _pick(self, logits: np.ndarray) -> tuple[int, np.ndarray | None]:
         if self.sampler is None:
             return int(np.argmax(logits)), None
@@ -106,6 +117,10 @@ class MtpLookupDrafter:
 
     def __init__(self, mtp: MtpDrafter, lookup: LookupDrafter, min_match: int = 2) -> None:
         self.mtp, self.lookup, self.min_match = mtp, lookup, min_match
+
+    def start(self, prompt: np.ndarray, hidden: np.ndarray | None) -> None:
+        self.lookup.start(prompt)
+        self.mtp.start(prompt, hidden)
 
     def propose(self, context: np.ndarray, n: int, hidden: np.ndarray | None) -> Draft:
         size, _ = self.lookup.match(context)

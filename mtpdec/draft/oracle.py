@@ -32,6 +32,9 @@ class OracleDrafter:
         self.n_vocab, self.accept = n_vocab, accept
         self.rng = np.random.default_rng(seed)
 
+    def start(self, prompt: np.ndarray, hidden: np.ndarray | None = None) -> None:
+        """Nothing to do: the reference is known."""
+
     def propose(self, context: np.ndarray, n: int, hidden: np.ndarray | None = None) -> Draft:
         at = len(context)
         ref = self.reference

@@ -99,7 +99,8 @@ class MtpModel(Model, Protocol):
       ``head_picks(hn)`` into each row's argmax (int32 (k,)) without bringing the rows
       back from the device.
     mtp_forward(tokens, hidden, start_pos, state, last_only=False, vocab=None)
-      -> (draft logits, the head's own hidden rows) (``Qwen35Model.mtp_forward``).
+      -> (draft logits, the head's own hidden rows) (``Qwen35Model.mtp_forward``);
+    mtp_fill(tokens, hidden, start_pos, state): only the cache entries (a prompt).
     """
 
     mtp: Any
@@ -126,6 +127,10 @@ class MtpModel(Model, Protocol):
         last_only: bool = False,
         vocab: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def mtp_fill(
+        self, tokens: np.ndarray, hidden: np.ndarray, start_pos: int, state: Any
+    ) -> None: ...
 
     def mtp_head(self, vocab: int | None = None) -> Linear: ...
 

@@ -277,6 +277,30 @@ class Qwen35Model(ModelBase):
         with ``vocab`` the logits of token ids 0..vocab-1 only (a drafter's reduced head:
         ``mtp_head(vocab)``).
         """
+        x = self._mtp_rows(tokens, hidden, start_pos, state)
+        eps, ops, mtp = self.config.rms_eps, self.ops, self.mtp
+        assert mtp is not None
+        hm = ops.rmsnorm(x[-1:] if last_only else x, mtp.head_norm, eps)
+        return ops.to_host(self.mtp_head(vocab)(hm)), ops.to_host(hm)
+
+    def mtp_fill(
+        self, tokens: np.ndarray, hidden: np.ndarray, start_pos: int, state: ModelState
+    ) -> None:
+        """Write the MTP head's cache entries of a prompt's pairs (``mtp_forward``'s
+        arguments and position rule) and nothing else: no head, no logits; the rows go
+        through the block as a prompt does (``prefill``: dense products for long ones)."""
+        self._mtp_rows(tokens, hidden, start_pos, state, prefill=True)
+
+    def _mtp_rows(
+        self,
+        tokens: np.ndarray,
+        hidden: np.ndarray,
+        start_pos: int,
+        state: ModelState,
+        prefill: bool = False,
+    ) -> Any:
+        """The MTP block's output rows (backend arrays), after writing its cache entries
+        at start_pos.. (``mtp_forward``'s checks and position rule)."""
         mtp = self.mtp
         if mtp is None or state.mtp is None:
             raise MtpdecError(f"{self.file.path}: the model has no MTP head")
@@ -292,13 +316,12 @@ class Qwen35Model(ModelBase):
         eps, ops = self.config.rms_eps, self.ops
         e = ops.rmsnorm(ops.upload(mtp.embed.rows(tokens)), mtp.enorm, eps)
         h = ops.rmsnorm(ops.upload(np.asarray(hidden, dtype=F32)), mtp.hnorm, eps)
-        x = mtp.eh_proj(ops.xp.concatenate([e, h], axis=1))  # embedding first
+        x = mtp.eh_proj(ops.xp.concatenate([e, h], axis=1), prefill)  # embedding first
         pos = np.arange(start_pos, start_pos + n)
         state.mtp_length = start_pos  # entries from here on are being rewritten
-        x = mtp.block(x, pos, state.mtp, eps)
+        x = mtp.block(x, pos, state.mtp, eps, prefill)
         state.mtp_length = start_pos + n
-        hm = ops.rmsnorm(x[-1:] if last_only else x, mtp.head_norm, eps)
-        return ops.to_host(self.mtp_head(vocab)(hm)), ops.to_host(hm)
+        return x
 
     def mtp_head(self, vocab: int | None = None) -> Any:
         """The MTP head's output matrix, or its first ``vocab`` rows (token ids
