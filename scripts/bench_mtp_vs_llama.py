@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-RETRIES = 2
+RETRIES = 4  # llama.cpp now and then dies while setting up its MTP context (3 in a row once)
 FAILURES: list[str] = []  # llama.cpp runs that died and were run again
 _DECODED = re.compile(r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds")
 _EVAL = re.compile(r"\beval time =\s+([\d.]+) ms /\s+(\d+) runs")
@@ -61,11 +61,13 @@ def llama_once(args: argparse.Namespace, model: Path, prompt: str, n: int) -> di
     else:
         cmd = [str(args.llama_bin / "llama-speculative-simple"), *common, "--spec-type",
                "draft-mtp", "--spec-draft-n-max", str(n), "--spec-draft-n-min", "0"]  # fmt: skip
+    done = _EVAL if n == 0 else _DECODED
     for _ in range(RETRIES + 1):  # llama.cpp now and then dies while setting up MTP
         run = subprocess.run(cmd, capture_output=True, text=True)
         log = run.stdout + run.stderr
-        if run.returncode == 0:
+        if run.returncode == 0 and done.search(log):
             break
+        # (once it exited 0 without its closing statistics: its log thread lost them)
         FAILURES.append(f"n={n} exit {run.returncode}")
     if n == 0:
         ev, sampling = _EVAL.search(log), _SAMPLING.search(log)
@@ -75,7 +77,9 @@ def llama_once(args: argparse.Namespace, model: Path, prompt: str, n: int) -> di
         return {"tokens": int(ev.group(2)), "seconds": seconds, "drafted": 0, "accepted": 0}
     decoded = _DECODED.search(log)
     if run.returncode != 0 or decoded is None:
-        raise SystemExit(f"llama-speculative-simple failed (n={n}):\n{log[-3000:]}")
+        raise SystemExit(
+            f"llama-speculative-simple failed (n={n}, exit {run.returncode}):\n{log[-3000:]}"
+        )
     drafted, accepted = _DRAFTED.search(log), _ACCEPTED.search(log)
     return {
         "tokens": int(decoded.group(1)),
