@@ -273,9 +273,8 @@ class ModelBase:
         self.n_ctx_train = int(f.config.context_length)  # type: ignore[attr-defined]
         self.budget = DenseBudget(dense_budget_bytes)
         small = sum(t.nbytes for t in f.tensors.values()) <= SERIAL_MODEL_BYTES
-        self.numerics = Numerics(activations, self.budget)
-        if small:
-            self.numerics = Numerics(activations, self.budget, SERIAL_MODEL_BYTES)
+        serial = SERIAL_MODEL_BYTES if small else Numerics.serial_max_bytes
+        self.numerics = Numerics(activations, self.budget, serial)
         self.activations = activations
         self.embd = f.tensors["token_embd.weight"]
         self.embed = EmbeddingRows(self.embd)
