@@ -91,7 +91,6 @@ class IntFormat:
     act: ActivationKind
     acc_types: tuple[ir.Type, ...]
     block: BlockFn
-    prefetch_bytes: int = 0
     unit_rows: int = 1
     outputs: Callable[[ir.IRBuilder, list[ir.Value]], list[ir.Value]] | None = None
 
