@@ -7,7 +7,7 @@ and decoded once and multiplied into all ``n`` inputs' 8-bit rows by the format'
 accumulators, updated in block order and summed by a fixed tree at the end, so the bits
 of ``out[i, row]`` do not depend on n, r, the input's place in the group or the path.
 
-``make_idriver(fmt, n, r, path, parallel)`` returns the driver (prange over row groups).
+``make_idriver(fmt, g, n, path, parallel)`` returns the driver (prange over units).
 """
 
 from __future__ import annotations
@@ -164,14 +164,14 @@ def rows_idot(typingctx, fmt, g, n, r, path, w, q, d, sums, dsums, out, row0):
 
 
 @functools.cache
-def make_idriver(fmt: int, g: int, n: int, r: int, path: str, parallel: bool = True):
-    """The driver of one (format, blocks per step, n inputs, r rows per step, path)
-    variant: parallel (prange over the worker threads), or serial in the calling thread
-    (for small matrices, where a parallel launch costs more than the work).
+def make_idriver(fmt: int, g: int, n: int, path: str, parallel: bool = True):
+    """The driver of one (format, layout, n inputs, path) variant: parallel (prange over
+    the worker threads), or serial in the calling thread (for small matrices, where a
+    parallel launch costs more than the work).
 
     ``driver(w, q, d, sums, dsums, out)``: out[:n] = the n 8-bit inputs times
-    dequant(w)^T; steps of r units, leftover units one at a time (the same bits per row,
-    serial or parallel).
+    dequant(w)^T, one unit per step (two per step for one input lost 4-8% of decode once
+    the kernels prefetch; the same bits per row, serial or parallel).
     """
     code_version = (CODEGEN_VERSION, parallel)  # part of Numba's cache key (closure contents)
     path_id = PATHS.index(path)
@@ -179,11 +179,7 @@ def make_idriver(fmt: int, g: int, n: int, r: int, path: str, parallel: bool = T
     @njit(parallel=parallel, cache=True, nogil=True)
     def driver(w, q, d, sums, dsums, out):
         _ = code_version
-        rows = w.shape[0]
-        steps = rows // r
-        for s in prange(steps):
-            rows_idot(fmt, g, n, r, path_id, w, q, d, sums, dsums, out, s * r)
-        for row in range(steps * r, rows):
-            rows_idot(fmt, g, n, 1, path_id, w, q, d, sums, dsums, out, row)
+        for unit in prange(w.shape[0]):
+            rows_idot(fmt, g, n, 1, path_id, w, q, d, sums, dsums, out, unit)
 
     return driver

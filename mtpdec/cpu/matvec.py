@@ -240,13 +240,10 @@ class MatVec:
         drivers = self._drivers.get(width)
         if drivers is None:
             t = int(self.type)
-            # one unit per step for every width: with the kernels' own prefetch, two
-            # interleaved groups per step for one input (+8-15% on the Xeon before it) lost
-            # 8% of Gemma's decode and 4% of qwen35-0.8b's on Zen 5 (avx512vnni)
             par = self.parallel
-            main = make_idriver(t, self.layout, width, 1, self.path, par)
+            main = make_idriver(t, self.layout, width, self.path, par)
             grouped = self.layout == X8  # (word order has no leftover rows)
-            tail = make_idriver(t, PLAIN, width, 1, self.path, par) if grouped else None
+            tail = make_idriver(t, PLAIN, width, self.path, par) if grouped else None
             drivers = self._drivers[width] = (main, tail)
         main, tail = drivers
         main(self.raw if self.layout in (PLAIN, PAIRS) else self.packed, *rows, dest)
